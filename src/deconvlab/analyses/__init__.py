@@ -1,0 +1,1 @@
+"""deconvlab.analyses (placeholder; filled by its issue)."""

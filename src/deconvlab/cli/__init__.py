@@ -1,0 +1,22 @@
+"""Floor 3 interface: the ``deconvlab`` command line.
+
+Each command lives in its own module in this package and registers itself on ``app`` with
+``@app.command()``; every module here is imported, so adding a command is adding a file.
+Command modules import heavy libraries inside the command function, not at module level.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from deconvlab.cli._app import app
+
+for _module in pkgutil.iter_modules(__path__):
+    if not _module.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_module.name}")
+
+
+def main() -> None:
+    """Entry point of the ``deconvlab`` script."""
+    app()

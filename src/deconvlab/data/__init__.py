@@ -1,0 +1,1 @@
+"""deconvlab.data (placeholder; filled by its issue)."""

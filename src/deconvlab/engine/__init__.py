@@ -1,0 +1,1 @@
+"""deconvlab.engine (placeholder; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""deconvlab.models (placeholder; filled by its issue)."""

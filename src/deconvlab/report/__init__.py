@@ -1,0 +1,1 @@
+"""deconvlab.report (placeholder; filled by its issue)."""

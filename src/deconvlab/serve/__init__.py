@@ -1,0 +1,1 @@
+"""deconvlab.serve (placeholder; filled by its issue)."""

@@ -1,0 +1,1 @@
+"""deconvlab.tied (placeholder; filled by its issue)."""

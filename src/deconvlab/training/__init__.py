@@ -1,0 +1,1 @@
+"""deconvlab.training (placeholder; filled by its issue)."""
