@@ -1,0 +1,114 @@
+"""Reading a model's intermediate features: the taps every analysis of the report uses.
+
+A *tap* names a tensor inside a forward pass:
+
+- ``"features.3"``, a module name as in ``model.named_modules()``: that module's output;
+- ``"classifier.6:input"``: the first input of that module. The paper's "layer 7" feature vector is
+  the input of the last linear layer, so :func:`penultimate_tap` returns such a tap.
+
+>>> import torch
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 2 * 2, 3))
+>>> conv_layers(net), penultimate_tap(net)
+(['0'], '3:input')
+>>> feats = layer_features(net, torch.zeros(5, 1, 4, 4), ["0", "3:input"])
+>>> tuple(feats["0"].shape), tuple(feats["3:input"].shape)
+((5, 2, 2, 2), (5, 8))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+INPUT_SUFFIX = ":input"
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the model's ``Conv2d`` modules, in registration order (layer 1 first)."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def penultimate_tap(model: nn.Module) -> str:
+    """The tap of the feature vector fed to the classifier: the input of the last ``nn.Linear``."""
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(f"model {type(model).__name__!r} has no nn.Linear layer: no penultimate features")
+    return linears[-1] + INPUT_SUFFIX
+
+
+def _module_for(model: nn.Module, tap: str) -> tuple[nn.Module, bool]:
+    name, wants_input = (tap[: -len(INPUT_SUFFIX)], True) if tap.endswith(INPUT_SUFFIX) else (tap, False)
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        valid = ", ".join(n for n in modules if n)
+        raise ValueError(f"layer {tap!r} is not a module of the model; valid names: {valid}")
+    return modules[name], wants_input
+
+
+def _keep(store: dict[str, torch.Tensor], tap: str, tensor: torch.Tensor) -> None:
+    # a copy: an in-place ReLU after the tapped module would otherwise rewrite what we stored
+    store[tap] = tensor.detach().clone()
+
+
+@contextmanager
+def recording(model: nn.Module, taps: Sequence[str]) -> Iterator[dict[str, torch.Tensor]]:
+    """Within the block, every forward pass stores a copy of the tensor at each tap in the yielded dict.
+
+    The hooks are removed on exit, even when the block raises.
+    """
+    store: dict[str, torch.Tensor] = {}
+    handles = []
+    try:
+        for tap in taps:
+            module, wants_input = _module_for(model, tap)
+            if wants_input:
+                hook = module.register_forward_pre_hook(lambda m, args, tap=tap: _keep(store, tap, args[0]))
+            else:
+                hook = module.register_forward_hook(lambda m, args, out, tap=tap: _keep(store, tap, out))
+            handles.append(hook)
+        yield store
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every module in eval mode for the block; restore each module's own mode afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+@torch.no_grad()
+def forward_with_features(
+    model: nn.Module, inputs: torch.Tensor, taps: Sequence[str], *, batch_size: int = 64
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The model's outputs and the tensors at ``taps`` for ``inputs`` (N, C, H, W), in eval mode.
+
+    The batch is run in chunks of ``batch_size``; the results are concatenated on the CPU.
+    """
+    if inputs.ndim != 4:
+        raise ValueError(f"inputs must be (N, C, H, W); got shape {tuple(inputs.shape)}")
+    outputs, parts = [], {tap: [] for tap in taps}
+    with eval_mode(model), recording(model, taps) as store:
+        for start in range(0, len(inputs), batch_size):
+            outputs.append(model(inputs[start : start + batch_size]).cpu())
+            for tap in taps:
+                parts[tap].append(store[tap].detach().cpu())
+    return torch.cat(outputs), {tap: torch.cat(chunks) for tap, chunks in parts.items()}
+
+
+def layer_features(
+    model: nn.Module, inputs: torch.Tensor, taps: Sequence[str], *, batch_size: int = 64
+) -> dict[str, torch.Tensor]:
+    """The tensors at ``taps`` for ``inputs``, as :func:`forward_with_features` without the outputs."""
+    return forward_with_features(model, inputs, taps, batch_size=batch_size)[1]
