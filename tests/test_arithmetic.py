@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from deconvlab.arithmetic import METHODS, conv, conv_matrix, conv_transpose
+from deconvlab.arithmetic import METHODS, conv, conv_matrix, conv_transpose, transpose_vs_inverse
 
 CONVS = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 TRANSPOSES = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -249,3 +249,37 @@ def test_hand_computed_transposed_convolution():
         np.testing.assert_array_equal(
             conv_transpose(x, w, stride=2, method=method), [[[1, 10, 102, 20, 200]]]
         )
+
+
+def test_transpose_vs_inverse_without_overlap():
+    """w = [1, 2], stride 2 on 4 inputs: C = [[1,2,0,0],[0,0,1,2]], by hand.
+
+    C^T C has blocks [[1,2],[2,4]] (eigenvalues 5 and 0), so ||C^T C - I|| = 4; C^+ C projects onto
+    the 2-dim row space, so ||C^+ C - I|| = 1. x = [1,2,3,6] lies in that row space: C^T C x = 5x
+    (relative error 4) while C^+ C x = x. C^+ = C^T / ||w||^2 = C^T / 5.
+    """
+    r = transpose_vs_inverse((1, 4), np.array([[[1.0, 2.0]]]), np.array([1.0, 2.0, 3.0, 6.0]), stride=2)
+    assert (r.matrix_shape, r.rank, r.pinv_is_scaled_transpose) == ((2, 4), 2, True)
+    np.testing.assert_allclose(
+        [r.transpose_gram_error, r.pinv_gram_error, r.transpose_reconstruction_error, r.weight_norm_squared],
+        [4.0, 1.0, 4.0, 5.0],
+        rtol=1e-12,
+    )
+    assert r.pinv_reconstruction_error < 1e-14
+
+
+def test_transpose_vs_inverse_with_overlap_and_when_tall():
+    """w = [1, 1], stride 1: overlapping windows, C C^T = [[2,1],[1,2]] is not ||w||^2 I.
+
+    On 3 inputs C = [[1,1,0],[0,1,1]]; C^T C has eigenvalues 0, 1, 3, so ||C^T C - I|| = 2.
+    With padding 'full' on 2 inputs C = [[1,0],[1,1],[0,1]] is tall with full column rank:
+    C^+ is then an exact left inverse, yet C^T C = [[2,1],[1,2]] is still not I (norm of difference 2).
+    """
+    w = np.array([[[1.0, 1.0]]])
+    wide = transpose_vs_inverse((1, 3), w)
+    assert (wide.matrix_shape, wide.rank, wide.pinv_is_scaled_transpose) == ((2, 3), 2, False)
+    np.testing.assert_allclose([wide.transpose_gram_error, wide.pinv_gram_error], [2.0, 1.0], rtol=1e-12)
+    tall = transpose_vs_inverse((1, 2), w, padding="full")
+    assert (tall.matrix_shape, tall.rank) == ((3, 2), 2)
+    np.testing.assert_allclose(tall.transpose_gram_error, 2.0, rtol=1e-12)
+    assert tall.pinv_gram_error < 1e-12 and tall.pinv_reconstruction_error < 1e-12

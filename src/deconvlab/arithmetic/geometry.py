@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from deconvlab.arithmetic.shapes import (
     IntOrTuple,
     as_tuple,
-    check_non_negative,
     check_positive,
     conv_output_shape,
     conv_transpose_output_shape,
@@ -91,6 +90,15 @@ def shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(v) for v in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _axis_values(value: IntOrTuple, ndim: int, name: str, minimum: int) -> tuple[int, ...]:
+    """One int per spatial axis, each at least ``minimum``; the error quotes the value as given."""
+    values = as_tuple(value, ndim, name)
+    if any(v < minimum for v in values):
+        rule = "must be positive (>= 1)" if minimum == 1 else f"must be >= {minimum}"
+        raise ValueError(f"{name}={value!r}: {rule}")
+    return values
+
+
 def check_groups(groups: int, channels: dict[str, int]) -> None:
     """Raise ValueError unless ``groups`` is a positive int dividing every named channel count."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
@@ -139,8 +147,7 @@ def _resolve_padding(
         if padding == "full":
             return span, span
         raise ValueError(f"padding={padding!r}: expected an int, a tuple of ints, or one of {PADDING_MODES}")
-    pads = as_tuple(padding, ndim, "padding")
-    check_non_negative(pads, "padding")
+    pads = _axis_values(padding, ndim, "padding", 0)
     return pads, pads
 
 
@@ -170,9 +177,10 @@ def conv_geometry(
             f"{weight_shape[1] * groups} channels (weight and input channels disagree)"
         )
     kernel = weight_shape[2:]
-    stride_t, dilation_t = as_tuple(stride, ndim, "stride"), as_tuple(dilation, ndim, "dilation")
-    check_positive(stride_t, "stride")
-    check_positive(dilation_t, "dilation")
+    stride_t, dilation_t = (
+        _axis_values(stride, ndim, "stride", 1),
+        _axis_values(dilation, ndim, "dilation", 1),
+    )
     before, after = _resolve_padding(padding, kernel, stride_t, dilation_t)
     spatial = input_shape[1:]
     for axis, (size, k, d, b, a) in enumerate(zip(spatial, kernel, dilation_t, before, after, strict=True)):
@@ -231,10 +239,10 @@ def transpose_geometry(
     check_groups(groups, {"the input channels": in_channels})
     out_channels = weight_shape[1] * groups
     params = {
-        "stride": as_tuple(stride, ndim, "stride"),
-        "padding": as_tuple(padding, ndim, "padding"),
-        "output_padding": as_tuple(output_padding, ndim, "output_padding"),
-        "dilation": as_tuple(dilation, ndim, "dilation"),
+        "stride": _axis_values(stride, ndim, "stride", 1),
+        "padding": _axis_values(padding, ndim, "padding", 0),
+        "output_padding": _axis_values(output_padding, ndim, "output_padding", 0),
+        "dilation": _axis_values(dilation, ndim, "dilation", 1),
     }
     output = conv_transpose_output_shape(input_shape[1:], weight_shape[2:], **params)
     return TransposeGeometry(
