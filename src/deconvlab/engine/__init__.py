@@ -1,1 +1,27 @@
-"""deconvlab.engine (placeholder; filled by its issue)."""
+"""Floor 2: projecting units of a PyTorch CNN back to pixels (Zeiler & Fergus 2014, sec. 2.1).
+
+- ``project``: each unit's projection, by a ReLU ``rule`` ("deconvnet", "guided", "gradient") and an
+  ``engine`` ("autograd": a backward pass whose ReLU backward is the rule, for any model).
+- ``strongest_units``: each image's strongest activation per channel, the paper's choice of unit.
+- ``rules``: the rules as small objects (``Rule``, ``RULES``, ``get_rule``).
+
+Depends on torch and ``deconvlab.arithmetic`` only.
+"""
+
+from deconvlab.engine.autograd import rule_relus
+from deconvlab.engine.project import ENGINES, ProjectionInfo, project, strongest_units
+from deconvlab.engine.rules import RULES, Deconvnet, Gradient, Guided, Rule, get_rule
+
+__all__ = [
+    "ENGINES",
+    "RULES",
+    "Deconvnet",
+    "Gradient",
+    "Guided",
+    "ProjectionInfo",
+    "Rule",
+    "get_rule",
+    "project",
+    "rule_relus",
+    "strongest_units",
+]

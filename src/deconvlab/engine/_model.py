@@ -1,0 +1,149 @@
+"""Small helpers both engines share: find a layer, check inputs and units, freeze and restore a model.
+
+Everything that touches the model is a context manager, so nothing is left behind on an exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class LayerReached(Exception):
+    """Raised by a forward hook to stop the forward pass once the layer's output is known."""
+
+
+def find_layer(model: nn.Module, layer: str) -> nn.Module:
+    """The module called ``layer`` in ``model.named_modules()``; the error lists the valid names.
+
+    >>> find_layer(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), "1")
+    ReLU()
+    """
+    modules = dict(model.named_modules())
+    if not isinstance(layer, str) or layer not in modules:
+        valid = ", ".join(repr(name) for name in modules if name)
+        raise ValueError(
+            f"layer={layer!r}: no module of that name in the model; valid names (model.named_modules()): "
+            f"{valid}"
+        )
+    return modules[layer]
+
+
+def check_inputs(inputs: torch.Tensor) -> torch.Tensor:
+    """Check ``inputs`` is a float tensor (N, C, H, W); return it detached."""
+    if not isinstance(inputs, torch.Tensor):
+        raise ValueError(f"inputs of type {type(inputs).__name__}: expected a torch.Tensor (N, C, H, W)")
+    if inputs.ndim != 4:
+        hint = "; add a batch axis with inputs[None]" if inputs.ndim == 3 else ""
+        raise ValueError(
+            f"inputs of shape {tuple(inputs.shape)}: expected 4 dimensions (N, C, H, W), "
+            f"got {inputs.ndim}{hint}"
+        )
+    if not inputs.is_floating_point():
+        raise ValueError(f"inputs of dtype {inputs.dtype}: expected a floating-point tensor")
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs of shape (0, ...): expected at least one image")
+    return inputs.detach()
+
+
+def as_unit_rows(units) -> torch.Tensor:
+    """``units`` as a 2D LongTensor on the CPU; the columns are checked once the layer's shape is known.
+
+    >>> as_unit_rows([0, 1, 2, 3]).tolist()
+    [[0, 1, 2, 3]]
+    """
+    array = units.detach().cpu().numpy() if isinstance(units, torch.Tensor) else np.asarray(units)
+    if array.ndim == 1:
+        array = array[None]
+    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] not in (2, 4):
+        raise ValueError(
+            f"units of shape {array.shape}: expected one row per unit, (image_index, channel, y, x) for a "
+            "4D layer output or (image_index, feature) for a 2D one"
+        )
+    if not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"units of dtype {array.dtype}: expected integers")
+    return torch.as_tensor(array, dtype=torch.long)
+
+
+def check_units(rows: torch.Tensor, layer: str, output_shape: tuple[int, ...]) -> None:
+    """Check unit ``rows`` (from ``as_unit_rows``) against the layer's output shape (N, C, H, W) or (N, F).
+
+    >>> check_units(torch.tensor([[0, 1, 2, 6]]), "c", (2, 4, 5, 6))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: units row 0 = [0, 1, 2, 6]: x=6 out of range [0, 6) for layer 'c' with output shape ...
+    """
+    columns = {4: ("image_index", "channel", "y", "x"), 2: ("image_index", "feature")}
+    if len(output_shape) not in columns:
+        raise ValueError(
+            f"layer={layer!r}: output of shape {tuple(output_shape)}; only 4D (N, C, H, W) and 2D (N, F) "
+            "layer outputs have units"
+        )
+    names = columns[len(output_shape)]
+    if rows.shape[1] != len(names):
+        raise ValueError(
+            f"units of shape {tuple(rows.shape)}: layer {layer!r} has output shape {tuple(output_shape)}, "
+            f"so each row must be ({', '.join(names)})"
+        )
+    for axis, (name, size) in enumerate(zip(names, output_shape, strict=True)):
+        bad = torch.nonzero((rows[:, axis] < 0) | (rows[:, axis] >= size)).flatten()
+        if len(bad):
+            row = rows[bad[0]].tolist()
+            raise ValueError(
+                f"units row {int(bad[0])} = {row}: {name}={row[axis]} out of range [0, {size}) for layer "
+                f"{layer!r} with output shape {tuple(output_shape)}"
+            )
+
+
+@contextmanager
+def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode with ``requires_grad=False`` everywhere; restore both afterwards."""
+    training = [(module, module.training) for module in model.modules()]
+    flags = [(param, param.requires_grad) for param in model.parameters()]
+    try:
+        model.eval()
+        for param, _ in flags:
+            param.requires_grad_(False)
+        yield model
+    finally:
+        for module, mode in training:
+            module.training = mode
+        for param, flag in flags:
+            param.requires_grad_(flag)
+
+
+@contextmanager
+def stop_at(module: nn.Module, store: list) -> Iterator[None]:
+    """Append the module's first output to ``store`` and stop the forward pass there (``LayerReached``)."""
+
+    def hook(_module, _inputs, output):
+        store.append(output)
+        raise LayerReached
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def forward_to(model: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Tensor:
+    """Run ``model(inputs)`` up to the module ``layer`` and return its (first) output."""
+    store: list = []
+    with stop_at(find_layer(model, layer), store):
+        try:
+            model(inputs)
+        except LayerReached:
+            pass
+    if not store:
+        raise ValueError(f"layer={layer!r}: not called in the model's forward pass, so it has no units")
+    output = store[0]
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(
+            f"layer={layer!r}: returns a {type(output).__name__}, not a tensor; pick a layer with one output"
+        )
+    return output

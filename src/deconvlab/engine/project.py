@@ -1,0 +1,179 @@
+"""``project``: any unit of a PyTorch CNN back to pixel space; ``strongest_units``: which units to pick.
+
+A unit is one activation of a layer's output: a row (image_index, channel, y, x) for a 4D output,
+(image_index, feature) for a 2D one. Its projection is what the chosen engine passes down from a map
+that is zero except at the unit (Zeiler & Fergus sec. 2.1): ``seed="activation"`` starts from the
+unit's own value, as the paper does, ``seed="one"`` from 1, the gradient convention.
+
+>>> import torch
+>>> from torch import nn
+>>> torch.manual_seed(0) and None
+>>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.MaxPool2d(2))
+>>> images = torch.randn(2, 1, 8, 8)
+>>> units = strongest_units(model, images, "2")      # (image, channel, y, x), image by image
+>>> units.shape
+torch.Size([4, 4])
+>>> project(model, images, "2", units).shape          # one projection per unit, in pixel space
+torch.Size([4, 1, 8, 8])
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from deconvlab.engine import autograd
+from deconvlab.engine._model import (
+    as_unit_rows,
+    check_inputs,
+    check_units,
+    find_layer,
+    forward_to,
+    frozen_eval,
+)
+from deconvlab.engine.rules import Rule, get_rule
+
+ENGINES = ("autograd",)
+SEEDS = ("activation", "one")
+MEMORY_BUDGET = 2**30  # bytes of backward buffers per chunk when no chunk_size is given
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ProjectionInfo:
+    """How a ``project`` call ran; attached to its result as ``result.projection_info``.
+
+    ``chunk_size``: the most units carried by one backward pass (what bounds memory);
+    ``forward_passes``: images forwarded; ``backward_passes``: chunks run.
+    """
+
+    engine: str
+    rule: str
+    seed: str
+    units: int
+    chunk_size: int
+    forward_passes: int
+    backward_passes: int
+
+
+def project(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str,
+    units,
+    *,
+    rule: str | Rule = "deconvnet",
+    engine: str = "autograd",
+    seed: str = "activation",
+    chunk_size: int | None = None,
+    allow_vjp: bool = False,
+) -> torch.Tensor:
+    """Project each unit of ``layer`` to pixel space: a float32 tensor (M, C, H, W) on ``inputs``' device.
+
+    ``inputs`` (N, C, H, W); ``layer`` a name from ``model.named_modules()``; ``units`` an integer tensor
+    or array, one row per unit: (image_index, channel, y, x) or (image_index, feature).
+    ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``). ``engine``: "autograd" (any model).
+    ``chunk_size``: units per backward pass (default: as many as fit in about 1 GiB).
+    ``allow_vjp``: accept the plain gradient of activations the rule does not define.
+    Each image is forwarded once; its units share batched backward passes. The model runs in eval mode
+    and its train/eval state and ``requires_grad`` flags are restored afterwards.
+    The result carries ``result.projection_info`` (a ``ProjectionInfo``).
+    """
+    inputs = check_inputs(inputs)
+    rule = get_rule(rule)
+    _check_choice("engine", engine, ENGINES)
+    _check_choice("seed", seed, SEEDS)
+    if chunk_size is not None and (type(chunk_size) is not int or chunk_size < 1):
+        raise ValueError(f"chunk_size={chunk_size!r}: expected a positive int or None")
+    find_layer(model, layer)
+    rows = as_unit_rows(units)
+    with frozen_eval(model):
+        projections, info = _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
+    projections.projection_info = info
+    log.info("project: %s", info)
+    return projections
+
+
+def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
+    """The autograd engine over all images: one forward per image that has units."""
+    images = rows[:, 0]
+    _check_image_indices(images, len(inputs))
+    projections = None
+    backward_passes = 0
+    order = np.unique(images.numpy())
+    for image in order:
+        image_batch = inputs[image : image + 1]
+        x, output, saved_bytes = autograd.forward_image(model, image_batch, layer, rule, allow_vjp)
+        if projections is None:  # the first forward gives the layer's shape: check every unit now
+            check_units(rows, layer, (len(inputs), *output.shape[1:]))
+            chunk_size = chunk_size or max(1, MEMORY_BUDGET // max(saved_bytes, 1))
+            projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
+        mine = torch.nonzero(images == int(image)).flatten()
+        mine_projections = autograd.backward_units(x, output, rows[mine, 1:], seed, chunk_size)
+        projections[mine.to(inputs.device)] = mine_projections
+        backward_passes += -(-len(mine) // chunk_size)
+    info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(order), backward_passes)
+    return projections, info
+
+
+def strongest_units(model: nn.Module, inputs: torch.Tensor, layer: str, channels=None) -> torch.Tensor:
+    """Each image's strongest activation in each channel of ``layer``: rows (image_index, channel, y, x).
+
+    Ordered by image, then by channel (in the order of ``channels``, default all). Ties go to the first
+    position in row-major order. One forward pass, in eval mode, without gradients.
+
+    >>> model = nn.Conv2d(1, 1, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.fill_(1.0)
+    >>> image = torch.tensor([[[[0.0, 1.0], [5.0, 2.0]]]])
+    >>> strongest_units(model, image, "").tolist()
+    [[0, 0, 1, 0]]
+    """
+    inputs = check_inputs(inputs)
+    find_layer(model, layer)
+    with frozen_eval(model), torch.no_grad():
+        output = forward_to(model, layer, inputs)
+    if output.ndim != 4:
+        raise ValueError(
+            f"layer={layer!r}: output of shape {tuple(output.shape)}; strongest_units needs a 4D "
+            "(N, C, H, W) output"
+        )
+    n, c, _, w = output.shape
+    channels = _check_channels(channels, c, layer)
+    flat = output[:, channels].flatten(2).argmax(dim=2).cpu()  # (N, len(channels))
+    image_index = torch.arange(n).repeat_interleave(len(channels))
+    channel = channels.repeat(n)
+    return torch.stack([image_index, channel, flat.flatten() // w, flat.flatten() % w], dim=1)
+
+
+def _check_channels(channels, count: int, layer: str) -> torch.Tensor:
+    if channels is None:
+        return torch.arange(count)
+    array = np.atleast_1d(np.asarray(channels.cpu() if isinstance(channels, torch.Tensor) else channels))
+    if array.ndim != 1 or array.size == 0 or not np.issubdtype(array.dtype, np.integer):
+        raise ValueError(f"channels={channels!r}: expected a non-empty 1D sequence of ints or None")
+    bad = array[(array < 0) | (array >= count)]
+    if bad.size:
+        raise ValueError(
+            f"channels={channels!r}: channel {int(bad[0])} out of range [0, {count}) in layer {layer!r}"
+        )
+    return torch.as_tensor(array, dtype=torch.long)
+
+
+def _check_image_indices(images: torch.Tensor, count: int) -> None:
+    bad = torch.nonzero((images < 0) | (images >= count)).flatten()
+    if len(bad):
+        raise ValueError(
+            f"units row {int(bad[0])}: image_index={int(images[bad[0]])} out of range [0, {count}) "
+            f"for inputs of {count} image(s)"
+        )
+
+
+def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r}: expected one of {list(choices)}")
