@@ -1,0 +1,232 @@
+"""The explorer's JSON API: one table of endpoints that makes the routes and the OpenAPI schema.
+
+Every endpoint declares its query or JSON-body fields (``deconvlab.serve.params``); the route parses
+them before anything runs, so a wrong type, an unknown key or malformed JSON is a 4xx with a message,
+never a 500. The work itself runs in a worker thread, so a long projection does not block the server.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from deconvlab.serve import arithmetic_page, views
+from deconvlab.serve.explorer import Explorer
+from deconvlab.serve.images import png_bytes
+from deconvlab.serve.params import ApiError, Bool, Choice, Field, Int, Text, UnitList, parse_fields
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One route: method, path, what it does, its fields, and ``run(explorer, params)``.
+
+    ``run`` returns a JSON-able dict or a ``Response``. ``body`` lists the fields of a JSON object
+    body; ``raw_body`` names the media type of a body taken as bytes (``params["data"]``).
+    """
+
+    method: str
+    path: str
+    summary: str
+    run: Callable[[Explorer, dict], Any]
+    query: tuple[Field, ...] = ()
+    body: tuple[Field, ...] | None = None
+    raw_body: str | None = None
+    produces: str = "application/json"
+    errors: dict[int, str] = field(default_factory=dict)
+
+
+IMAGE = Text("image", "Image reference: 'dataset:<index>', 'sample:<name>' or 'upload:<id>'.")
+LAYER = Text("layer", "Layer name as in model.named_modules() (see GET /api/status).")
+CHANNEL = Int("channel", "Channel of the layer.", minimum=0)
+RULE = Choice("rule", "How ReLUs pass the signal down.", default="deconvnet", choices=views.RULES)
+ARITHMETIC = (
+    Int("input", "Input size (square).", minimum=1, maximum=12, default=5),
+    Int("kernel", "Kernel size (square).", minimum=1, maximum=7, default=3),
+    Int("stride", "Stride.", minimum=1, maximum=4, default=2),
+    Int("padding", "Zero padding.", minimum=0, maximum=6, default=1),
+    Int("dilation", "Dilation.", minimum=1, maximum=4, default=1),
+    Int("output_padding", "Extra rows/columns of a transposed convolution.", minimum=0, maximum=3, default=0),
+    Bool("transposed", "A transposed convolution instead of a convolution.", default=False),
+)
+ANIMATION = (
+    Choice(
+        "view",
+        "Transposed only: the equivalent direct convolution, or each input stamping the kernel.",
+        default="direct",
+        choices=("direct", "scatter"),
+    ),
+    Choice("format", "Picture format.", default="gif", choices=("gif", "svg")),
+)
+NOT_READY = {503: "The model is still loading (or failed to); the message says which."}
+
+
+def _png(image) -> Response:
+    return Response(png_bytes(image), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+def _unit_grid(explorer: Explorer, p: dict) -> Response:
+    return _png(views.unit_grid(explorer, layer=p["layer"], channel=p["channel"]))
+
+
+def _upload(explorer: Explorer, p: dict) -> dict:
+    return {"image": explorer.add_upload(p["data"])}
+
+
+def _arithmetic(explorer: Explorer, p: dict) -> dict:
+    try:
+        return arithmetic_page.describe(**p)
+    except ValueError as error:
+        raise ApiError(str(error)) from None
+
+
+def _animation(explorer: Explorer, p: dict) -> Response:
+    try:
+        data, media_type = arithmetic_page.animation(**p)
+    except ValueError as error:
+        raise ApiError(str(error)) from None
+    return Response(data, media_type=media_type)
+
+
+ENDPOINTS = (
+    Endpoint(
+        "GET",
+        "/api/status",
+        "Loading progress; once ready: the model, its layers and classes.",
+        lambda explorer, p: explorer.status(),
+    ),
+    Endpoint(
+        "GET",
+        "/api/images",
+        "The images one can pick: samples, dataset examples, uploads.",
+        lambda explorer, p: explorer.image_refs(),
+        errors=NOT_READY,
+    ),
+    Endpoint(
+        "GET",
+        "/api/image.png",
+        "An image at the model's input size, as the model sees it.",
+        lambda explorer, p: _png(explorer.image(p["ref"])),
+        query=(Text("ref", IMAGE.doc),),
+        produces="image/png",
+        errors={404: "No such image.", 422: "Not an image reference.", **NOT_READY},
+    ),
+    Endpoint(
+        "POST",
+        "/api/upload",
+        "Upload an image (the file's bytes as the body, PNG/JPEG/GIF/BMP/WEBP/TIFF); returns its reference.",
+        _upload,
+        raw_body="application/octet-stream",
+        errors={
+            400: "Empty body.",
+            413: "Too many bytes or pixels (decompression-bomb guard).",
+            415: "Not an image Pillow can read.",
+            **NOT_READY,
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/api/units",
+        "The top-k dataset units of every channel of a layer, from the scan.",
+        lambda explorer, p: views.units(explorer, layer=p["layer"]),
+        query=(LAYER,),
+        errors={404: "Unknown layer.", **NOT_READY},
+    ),
+    Endpoint(
+        "GET",
+        "/api/units/grid.png",
+        "A channel's top-k image patches (receptive fields) as a grid.",
+        _unit_grid,
+        query=(LAYER, CHANNEL),
+        produces="image/png",
+        errors={404: "Unknown layer.", 422: "Channel out of range.", **NOT_READY},
+    ),
+    Endpoint(
+        "POST",
+        "/api/project",
+        "Project units to pixel space (deconvnet, guided or gradient).",
+        lambda explorer, p: views.project_units(explorer, **p),
+        body=(
+            LAYER,
+            UnitList("units", "The units to project."),
+            RULE,
+            Bool("crop", "Crop projections to the receptive field and add the image patch.", default=False),
+            Bool("values", "Add the raw projection values (C x H x W floats).", default=False),
+        ),
+        errors={404: "Unknown layer or image.", 422: "Unit out of range or bad field.", **NOT_READY},
+    ),
+    Endpoint(
+        "POST",
+        "/api/activations",
+        "A layer's rectified activation maps for one image.",
+        lambda explorer, p: views.activation_maps(explorer, **p),
+        body=(IMAGE, LAYER),
+        errors={404: "Unknown layer or image.", **NOT_READY},
+    ),
+    Endpoint(
+        "POST",
+        "/api/occlusion",
+        "Occlusion sensitivity maps (the paper's Fig. 7) for one image.",
+        lambda explorer, p: views.occlusion(explorer, **p),
+        body=(
+            IMAGE,
+            Int("window", "Occluder size in pixels.", minimum=1, maximum=512),
+            Int("stride", "Occluder step in pixels.", minimum=1, maximum=512),
+        ),
+        errors={
+            404: "Unknown image.",
+            422: "Window larger than the image, or too many positions.",
+            **NOT_READY,
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/api/arithmetic",
+        "Output size, formula, equivalent direct convolution, matrix C and PyTorch call of one convolution.",
+        _arithmetic,
+        query=ARITHMETIC,
+        errors={422: "Invalid combination (the arithmetic core says why)."},
+    ),
+    Endpoint(
+        "GET",
+        "/api/arithmetic/animation",
+        "The animation of the same case.",
+        _animation,
+        query=ARITHMETIC + ANIMATION,
+        produces="image/gif or image/svg+xml",
+        errors={422: "Invalid combination (the arithmetic core says why)."},
+    ),
+)
+
+
+async def read_json_object(request: Request) -> dict:
+    """The body as a JSON object, or a 400 (malformed) / 422 (not an object)."""
+    body = await request.body()
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ApiError(f"the body is not valid JSON ({error})", status=400) from None
+    if not isinstance(value, dict):
+        raise ApiError(f"the body must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def make_route(endpoint: Endpoint, explorer: Explorer) -> Route:
+    """A Starlette route that parses the endpoint's fields, then runs it in a worker thread."""
+
+    async def handle(request: Request) -> Response:
+        params = parse_fields(endpoint.query, dict(request.query_params), from_query=True)
+        if endpoint.body is not None:
+            params.update(parse_fields(endpoint.body, await read_json_object(request), from_query=False))
+        if endpoint.raw_body is not None:
+            params["data"] = await request.body()
+        result = await run_in_threadpool(endpoint.run, explorer, params)
+        return result if isinstance(result, Response) else JSONResponse(result)
+
+    return Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.path)

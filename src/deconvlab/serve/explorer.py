@@ -1,0 +1,264 @@
+"""One explorer's state: the model loaded in the background, the images it can look at, the uploads.
+
+Everything lives on an :class:`Explorer` instance that ``create_app`` builds; nothing is global, so
+two apps in one process share nothing. The model is loaded (trained, for the demo's first run) and
+its units scanned by a background thread while the page shows :meth:`Explorer.status`; requests
+that need the model get a 503 until then. Requests that use the model take the instance's lock:
+the engine's hooks are attached to the model for the duration of one call, so calls must not overlap.
+
+Images are named by references: ``"dataset:12"`` (an image of the scanned dataset),
+``"sample:astronaut"`` (a photo bundled with scikit-image) and ``"upload:<id>"`` (an upload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import traceback
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from deconvlab.serve.config import Loaded, ServeConfig
+from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
+from deconvlab.serve.loading import Progress, default_loader
+from deconvlab.serve.params import ApiError
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer offered by the explorer: its output shape for one image and its receptive field."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    receptive_field: Any
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "channels": self.channels, "height": self.height, "width": self.width}
+
+
+@dataclass(frozen=True)
+class Session:
+    """What the background thread built: the model, its dataset, its layers and their top-k scan."""
+
+    loaded: Loaded
+    size: int
+    layers: dict[str, LayerInfo]
+    topk: Any
+
+    @property
+    def model(self):
+        return self.loaded.model
+
+    @property
+    def dataset(self):
+        return self.loaded.dataset
+
+    def layer(self, name: str) -> LayerInfo:
+        """The named layer, or a 404 listing the layers there are."""
+        if name not in self.layers:
+            raise ApiError(f"layer={name!r}: unknown; the layers are {list(self.layers)}", status=404)
+        return self.layers[name]
+
+
+class UploadStore:
+    """The last ``capacity`` uploaded images, by id (a hash of their pixels), oldest dropped first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, image: np.ndarray) -> str:
+        key = hashlib.sha256(image.tobytes() + repr(image.shape).encode()).hexdigest()[:16]
+        with self._lock:
+            self._images[key] = image
+            self._images.move_to_end(key)
+            while len(self._images) > self._capacity:
+                self._images.popitem(last=False)
+        return key
+
+    def get(self, key: str) -> np.ndarray | None:
+        with self._lock:
+            return self._images.get(key)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._images)
+
+
+class Explorer:
+    """The state of one app: loading, the loaded session, uploads, and the lock around the model."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        self.config = config
+        self.progress = Progress()
+        self.uploads = UploadStore(config.max_uploads_kept)
+        self._session: Session | None = None
+        self._error: str | None = None
+        self._done = threading.Event()
+        self._model_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the model in a background thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._load, name="deconvlab-serve-loader", daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until loading has finished (or failed); True when the model is ready."""
+        self._done.wait(timeout)
+        return self._session is not None
+
+    def _load(self) -> None:
+        try:
+            loader = self.config.loader or (lambda progress: default_loader(self.config, progress))
+            self._session = build_session(loader(self.progress), self.config, self.progress)
+            self.progress.start("ready")
+        except Exception as error:  # shown on the page; the server keeps serving the other pages
+            self._error = f"{type(error).__name__}: {error}"
+            self.progress.start("error", message=self._error)
+            traceback.print_exc()
+        finally:
+            self._done.set()
+
+    def status(self) -> dict:
+        """Loading state for the page: ``state`` is "loading", "ready" or "error"."""
+        state = "ready" if self._session else "error" if self._error else "loading"
+        out = {"state": state, "progress": self.progress.snapshot()}
+        if self._session is not None:
+            session = self._session
+            out.update(
+                model=session.loaded.name,
+                input_size=session.size,
+                classes=list(session.dataset.classes),
+                dataset_size=len(session.dataset),
+                layers=[info.as_json() for info in session.layers.values()],
+                rules=["deconvnet", "guided", "gradient"],
+            )
+        return out
+
+    def session(self) -> Session:
+        """The loaded session, or a 503 saying what is still happening (or what went wrong)."""
+        if self._session is not None:
+            return self._session
+        if self._error is not None:
+            raise ApiError(f"the model could not be loaded: {self._error}", status=503)
+        stage = self.progress.snapshot()
+        raise ApiError(f"the model is still loading ({stage['stage']}: {stage['message']})", status=503)
+
+    @contextmanager
+    def model(self) -> Iterator[Session]:
+        """The session, holding the model lock for the block (one engine call at a time)."""
+        session = self.session()
+        with self._model_lock:
+            yield session
+
+    # -- images ----------------------------------------------------------------------------------
+
+    def add_upload(self, data: bytes) -> str:
+        """Check, decode and keep an uploaded image; returns its reference ``"upload:<id>"``."""
+        image = decode_upload(
+            data, max_bytes=self.config.max_upload_bytes, max_pixels=self.config.max_image_pixels
+        )
+        return "upload:" + self.uploads.add(model_view(image, self.session().size))
+
+    def image(self, ref: str) -> np.ndarray:
+        """The uint8 RGB image (size x size x 3) that ``ref`` names, as the model sees it."""
+        session = self.session()
+        kind, _, name = ref.partition(":")
+        if kind == "dataset":
+            return as_uint8_image(session.dataset.image(self._dataset_index(ref, name)))
+        if kind == "sample":
+            return model_view(sample_image(name), session.size)
+        if kind == "upload":
+            image = self.uploads.get(name)
+            if image is None:
+                raise ApiError(
+                    f"image={ref!r}: no such upload (uploads are kept in memory, the last "
+                    f"{self.config.max_uploads_kept} only); upload it again",
+                    status=404,
+                )
+            return image
+        raise ApiError(
+            f"image={ref!r}: expected 'dataset:<index>', 'sample:<name>' or 'upload:<id>'", status=422
+        )
+
+    def label(self, ref: str) -> int | None:
+        """The true class of a dataset image; None for samples and uploads."""
+        kind, _, name = ref.partition(":")
+        if kind != "dataset":
+            return None
+        return int(self.session().dataset[self._dataset_index(ref, name)][1])
+
+    def _dataset_index(self, ref: str, name: str) -> int:
+        size = len(self.session().dataset)
+        if not name.isdigit() or int(name) >= size:
+            raise ApiError(
+                f"image={ref!r}: the dataset's images are 'dataset:0' to 'dataset:{size - 1}'", status=404
+            )
+        return int(name)
+
+    def image_refs(self) -> dict:
+        """The images one can pick: samples, a few dataset images (one per class) and the uploads."""
+        session = self.session()
+        return {
+            "samples": [f"sample:{name}" for name in SAMPLES],
+            "dataset": [f"dataset:{i}" for i in first_of_each_class(session.dataset)],
+            "uploads": [f"upload:{key}" for key in self.uploads.keys()],
+        }
+
+
+def as_uint8_image(image) -> np.ndarray:
+    """A dataset image as uint8 (H, W, 3), from uint8 or a (3, H, W) torch/NumPy array."""
+    array = np.asarray(image)
+    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+        array = array.transpose(1, 2, 0)
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def first_of_each_class(dataset, limit: int = 500) -> list[int]:
+    """Index of the first image of each class among the first ``limit`` images."""
+    seen: dict[int, int] = {}
+    for index in range(min(len(dataset), limit)):
+        seen.setdefault(int(dataset[index][1]), index)
+    return [seen[label] for label in sorted(seen)]
+
+
+def build_session(loaded: Loaded, config: ServeConfig, progress: Progress) -> Session:
+    """Measure the layers, compute their receptive fields and run the top-k scan."""
+    from deconvlab.analyses.features import conv_layers, layer_features
+    from deconvlab.engine import receptive_field
+
+    model = loaded.model.eval()
+    size = int(model.input_size[-1])
+    names = list(config.layers or conv_layers(model))
+    progress.start("layers", message="measuring the layers")
+    probe = loaded.dataset[0][0][None]
+    features = layer_features(model, probe, names)
+    layers = {
+        name: LayerInfo(name, *features[name].shape[1:4], receptive_field(model, name, (size, size)))
+        for name in names
+    }
+    topk = scan_units(loaded, names, config, progress)
+    return Session(loaded=loaded, size=size, layers=layers, topk=topk)
+
+
+def scan_units(loaded: Loaded, layers: list[str], config: ServeConfig, progress: Progress):
+    """The top-k scan of every layer over the dataset (the Units page's grids)."""
+    from deconvlab.analyses.scan import topk_scan
+
+    count = (
+        len(loaded.dataset) if config.scan_images is None else min(config.scan_images, len(loaded.dataset))
+    )
+    progress.start("scan", total=count, message=f"scanning {count} images for each unit's top {config.k}")
+    return topk_scan(loaded.model, loaded.dataset, layers, k=config.k)

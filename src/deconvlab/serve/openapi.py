@@ -1,0 +1,85 @@
+"""The OpenAPI 3.1 schema of the explorer's API, written from the endpoint table.
+
+The same field declarations that validate requests describe them here, so the schema cannot drift
+from what the server accepts.
+
+>>> from deconvlab.serve.api import ENDPOINTS
+>>> schema = openapi_schema(ENDPOINTS)
+>>> schema["openapi"], sorted(schema["paths"]["/api/project"])
+('3.1.0', ['post'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from deconvlab import __version__
+
+ERROR = {
+    "type": "object",
+    "required": ["error", "status"],
+    "properties": {
+        "error": {"type": "string", "description": "Why the request was refused."},
+        "status": {"type": "integer"},
+    },
+}
+
+
+def _operation(endpoint) -> dict:
+    operation: dict = {"summary": endpoint.summary, "operationId": endpoint.method.lower() + endpoint.path}
+    if endpoint.query:
+        operation["parameters"] = [
+            {
+                "name": f.name,
+                "in": "query",
+                "required": f.required,
+                "schema": f.schema(),
+                "description": f.doc,
+            }
+            for f in endpoint.query
+        ]
+    if endpoint.body is not None:
+        body = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [f.name for f in endpoint.body if f.required],
+            "properties": {f.name: f.schema() for f in endpoint.body},
+        }
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if endpoint.raw_body is not None:
+        binary = {"schema": {"type": "string", "format": "binary"}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {endpoint.raw_body: binary, "image/*": binary},
+        }
+    ok = {"description": "OK", "content": {endpoint.produces: {}}}
+    errors = {
+        "400": "Malformed request (e.g. invalid JSON).",
+        "422": "A parameter is invalid; says which.",
+        **{str(code): text for code, text in endpoint.errors.items()},
+    }
+    operation["responses"] = {
+        "200": ok,
+        **{
+            code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
+            for code, text in sorted(errors.items())
+        },
+    }
+    return operation
+
+
+def openapi_schema(endpoints: Iterable) -> dict:
+    """The OpenAPI document for ``endpoints`` (``deconvlab.serve.api.Endpoint`` objects)."""
+    paths: dict[str, dict] = {}
+    for endpoint in endpoints:
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = _operation(endpoint)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "deconvlab explorer",
+            "version": __version__,
+            "description": "Units, projections, occlusion and convolution arithmetic of one model. "
+            "Errors are JSON objects {error, status}.",
+        },
+        "paths": paths,
+    }

@@ -1,0 +1,197 @@
+"""What the model-backed pages ask for, computed by the library and packed as JSON.
+
+Each function takes the :class:`~deconvlab.serve.explorer.Explorer` and already type-checked
+parameters, checks them against the loaded model (a layer that exists, units inside its output,
+an occluder that fits) and calls the library under the explorer's model lock:
+``deconvlab.engine.project`` for projections, ``deconvlab.analyses.features.layer_features`` for
+activation maps, ``deconvlab.analyses.occlusion.occlusion_map`` for occlusion.
+
+Projections are shown as the paper shows them: each one scaled by its own largest absolute value
+around mid-grey, ``128 + 127 * p / max|p|`` per pixel and channel (an all-zero projection is flat grey).
+
+>>> import numpy as np
+>>> projection_image(np.array([[[-2.0, 0.0]], [[1.0, 2.0]], [[0.0, 0.0]]])).tolist()
+[[[1, 192, 128], [128, 255, 128]]]
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import torch
+
+from deconvlab.serve.explorer import Explorer, LayerInfo
+from deconvlab.serve.images import data_url
+from deconvlab.serve.params import ApiError
+
+RULES = ("deconvnet", "guided", "gradient")
+
+
+def projection_image(projection: np.ndarray) -> np.ndarray:
+    """A (C, H, W) projection as uint8 (H, W, 3): mid-grey is zero, scaled by the largest |value|."""
+    scale = float(np.abs(projection).max())
+    scaled = projection / scale if scale > 0 else np.zeros_like(projection)
+    return np.rint(128 + 127 * scaled).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def check_position(info: LayerInfo, channel: int, y: int, x: int, where: str = "unit") -> None:
+    """422 unless (channel, y, x) is inside the layer's output."""
+    limits = {"channel": (channel, info.channels), "y": (y, info.height), "x": (x, info.width)}
+    for name, (value, size) in limits.items():
+        if not 0 <= value < size:
+            raise ApiError(
+                f"{where}.{name}={value}: out of range; layer {info.name!r} has output "
+                f"({info.channels}, {info.height}, {info.width}), so {name} must be in [0, {size})"
+            )
+
+
+def project_units(
+    explorer: Explorer, *, layer: str, units: list[dict], rule: str, crop: bool, values: bool
+) -> dict:
+    """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes."""
+    from deconvlab.analyses.features import layer_features
+    from deconvlab.data.transforms import normalize
+    from deconvlab.engine import project
+
+    session = explorer.session()
+    info = session.layer(layer)
+    for index, unit in enumerate(units):
+        check_position(info, unit["channel"], unit["y"], unit["x"], where=f"units[{index}]")
+    refs = list(dict.fromkeys(unit["image"] for unit in units))
+    images = [explorer.image(ref) for ref in refs]
+    rows = torch.tensor([[refs.index(u["image"]), u["channel"], u["y"], u["x"]] for u in units])
+    inputs = normalize(np.stack(images))
+    with explorer.model():
+        activations = layer_features(session.model, inputs, [layer])[layer]
+        projections = project(session.model, inputs, layer, rows, rule=rule).numpy()
+    return {
+        "layer": layer,
+        "rule": rule,
+        "projections": [
+            _projection_json(
+                unit,
+                images[row[0]],
+                projection,
+                float(activations[tuple(row)]),
+                info.receptive_field.box(unit["y"], unit["x"]),
+                crop,
+                values,
+            )
+            for unit, row, projection in zip(units, rows.tolist(), projections, strict=True)
+        ],
+    }
+
+
+def _projection_json(unit, image, projection, activation, box, crop, values) -> dict:
+    y0, y1, x0, x1 = (int(v) for v in box)
+    shown = projection[:, y0:y1, x0:x1] if crop else projection
+    out = {
+        **unit,
+        "activation": activation,
+        "box": [y0, y1, x0, x1],
+        "projection": data_url(projection_image(shown)),
+        "blank": not bool(np.any(shown)),
+    }
+    if crop:
+        out["patch"] = data_url(image[y0:y1, x0:x1])
+    if values:
+        out["values"] = projection.tolist()
+    return out
+
+
+def activation_maps(explorer: Explorer, *, image: str, layer: str) -> dict:
+    """The rectified activation maps of ``layer`` for one image, as uint8 (0 = none, 255 = the layer's max).
+
+    ``maps`` is base64 of C x H x W bytes in C order; ``channel_max`` and ``strongest`` (y, x) per channel.
+    """
+    from deconvlab.analyses.features import layer_features
+    from deconvlab.data.transforms import normalize
+
+    session = explorer.session()
+    info = session.layer(layer)
+    pixels = explorer.image(image)
+    with explorer.model():
+        maps = layer_features(session.model, normalize(pixels)[None], [layer])[layer][0].clamp(min=0).numpy()
+    scale = float(maps.max())
+    quantised = np.rint(255 * maps / scale if scale > 0 else maps).astype(np.uint8)
+    flat = maps.reshape(len(maps), -1)
+    strongest = np.stack(np.unravel_index(flat.argmax(axis=1), maps.shape[1:]), axis=1)
+    return {
+        "image": image,
+        "layer": info.name,
+        "shape": list(maps.shape),
+        "scale": scale,
+        "maps": base64.b64encode(quantised.tobytes()).decode("ascii"),
+        "channel_max": flat.max(axis=1).tolist(),
+        "strongest": strongest.tolist(),
+    }
+
+
+def occlusion_positions(size: int, window: int, stride: int) -> int:
+    """How many occluder positions a square image gets: ``(floor((size - window) / stride) + 1) ** 2``.
+
+    >>> occlusion_positions(64, 16, 4)
+    169
+    """
+    return ((size - window) // stride + 1) ** 2
+
+
+def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> dict:
+    """The paper's Fig. 7 panels for one image: (b) activation, (c) projection, (d) probability, (e) label.
+
+    The feature map is the last offered layer's channel that is strongest (largest total activation)
+    for the unoccluded image; the class is the image's true label when it has one, else the
+    unoccluded prediction. The occluder is filled with 0 in normalised space (the mean colour).
+    """
+    from deconvlab.analyses.features import forward_with_features
+    from deconvlab.analyses.occlusion import occlusion_map
+    from deconvlab.data.transforms import normalize
+    from deconvlab.engine import project
+
+    session = explorer.session()
+    if window > session.size:
+        raise ApiError(f"window={window}: larger than the image ({session.size}x{session.size})")
+    count = occlusion_positions(session.size, window, stride)
+    if count > explorer.config.max_occlusion_positions:
+        raise ApiError(
+            f"window={window}, stride={stride}: {count} occluder positions; the limit is "
+            f"{explorer.config.max_occlusion_positions} (raise the stride)"
+        )
+    layer = list(session.layers)[-1]
+    info = session.layer(layer)
+    x = normalize(explorer.image(image))[None]
+    label = explorer.label(image)
+    with explorer.model():
+        logits, features = forward_with_features(session.model, x, [layer])
+        totals = features[layer][0].sum(dim=(1, 2))
+        channel = int(totals.argmax())
+        fmap = features[layer][0, channel]
+        y, xx = divmod(int(fmap.argmax()), fmap.shape[1])
+        projection = project(session.model, x, layer, torch.tensor([[0, channel, y, xx]]))[0].numpy()
+        result = occlusion_map(session.model, x, window=window, stride=stride, baseline=0.0, layer=layer)
+    probabilities = torch.softmax(result.logits[0].double(), dim=-1)
+    prediction = int(logits[0].argmax())
+    target = prediction if label is None else label
+    return {
+        "image": image,
+        "window": window,
+        "stride": stride,
+        "layer": layer,
+        "channel": channel,
+        "positions_y": result.positions_y.tolist(),
+        "positions_x": result.positions_x.tolist(),
+        "activation": result.activations[0, :, :, channel].tolist(),
+        "probability": probabilities[..., target].tolist(),
+        "label": probabilities.argmax(dim=-1).tolist(),
+        "classes": list(session.dataset.classes),
+        "target": target,
+        "target_is_true_label": label is not None,
+        "unoccluded": {
+            "activation": float(totals[channel]),
+            "probability": float(torch.softmax(logits[0].double(), dim=0)[target]),
+            "prediction": prediction,
+        },
+        "projection": data_url(projection_image(projection)),
+        "box": [int(v) for v in info.receptive_field.box(y, xx)],
+    }
