@@ -1,0 +1,194 @@
+"""Occlusion maps: incremental recomputation equals full recomputation; full equals the definition."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deconvlab.analyses import OcclusionResult, occlusion_map
+
+
+def zfnet_like(classes: int = 5) -> nn.Module:
+    """A small ZFNet: 7x7/2 conv, ceil-mode 3x3/2 pools, local response norm, in-place ReLUs."""
+    features = nn.Sequential(
+        nn.Conv2d(3, 8, 7, stride=2, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.LocalResponseNorm(5),
+        nn.Conv2d(8, 12, 5, stride=2),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+        nn.LocalResponseNorm(5),
+        nn.Conv2d(12, 16, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, ceil_mode=True),
+    )
+    torch.manual_seed(0)
+    model = nn.Sequential()
+    model.add_module("features", features)
+    model.add_module("pool", nn.AdaptiveMaxPool2d(2))
+    model.add_module("flatten", nn.Flatten())
+    model.add_module(
+        "classifier",
+        nn.Sequential(nn.Dropout(), nn.Linear(16 * 2 * 2, 32), nn.ReLU(), nn.Linear(32, classes)),
+    )
+    return model
+
+
+class Mixed(nn.Module):
+    """Not a Sequential: functional ReLU, batch norm, dilation, groups, asymmetric stride and padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 6, (3, 5), stride=(1, 2), padding=(2, 1))
+        self.bn = nn.BatchNorm2d(6)
+        self.conv2 = nn.Conv2d(6, 6, 3, dilation=2, groups=3, padding=2)
+        self.pool = nn.AvgPool2d(2)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1, dilation=1)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = F.relu(self.bn(self.conv1(x)))
+        x = torch.sigmoid(self.conv2(x))
+        x = self.maxpool(self.pool(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+class Branching(nn.Module):
+    """Control flow on a tensor's shape: torch.fx cannot trace it, so everything is recomputed."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        if y.shape[-1] > 5:  # a Python branch on a traced value: fx gives up
+            y = y * 2
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def assert_same(actual, expected, rtol=1e-5):
+    """Equal to ``rtol`` relative to the largest magnitude of the reference."""
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=rtol * expected.abs().max().item())
+
+
+def definition(model, image, window, stride, baseline, layer=None):
+    """Occlusion from the definition: one forward pass per position, no batching, no cropping."""
+    height, width = image.shape[1:]
+    logits, sums = [], []
+    for y in range(0, height - window[0] + 1, stride[0]):
+        for x in range(0, width - window[1] + 1, stride[1]):
+            occluded = image.clone()
+            occluded[:, y : y + window[0], x : x + window[1]] = baseline
+            acts = []
+            handle = (
+                layer.register_forward_hook(lambda m, i, o, acts=acts: acts.append(o.sum(dim=(2, 3))))
+                if layer
+                else None
+            )
+            logits.append(model(occluded[None])[0])
+            if handle:
+                handle.remove()
+                sums.append(acts[0][0])
+    return torch.stack(logits), torch.stack(sums) if sums else None
+
+
+@pytest.mark.parametrize(
+    ("window", "stride", "layer"),
+    [(9, 6, "features.8"), ((6, 11), (5, 3), "features.3"), (20, 20, "classifier.2"), (4, 9, "features")],
+)
+def test_incremental_equals_full_on_zfnet_like(window, stride, layer):
+    model = zfnet_like().eval()
+    images = torch.randn(2, 3, 90, 83)
+    fast = occlusion_map(model, images, window=window, stride=stride, baseline=0.5, layer=layer, batch_size=7)
+    full = occlusion_map(
+        model, images, window=window, stride=stride, baseline=0.5, layer=layer, incremental=False
+    )
+    assert fast.incremental_layers[:3] == ("features.0", "features.1", "features.2")
+    assert full.incremental_layers == ()
+    assert fast.logits.shape == full.logits.shape and fast.activations.shape == full.activations.shape
+    assert_same(fast.logits, full.logits)
+    assert_same(fast.activations, full.activations)
+
+
+def test_full_equals_definition():
+    model = zfnet_like().eval()
+    image = torch.randn(3, 60, 64)
+    result = occlusion_map(
+        model,
+        image[None],
+        window=(8, 6),
+        stride=(7, 9),
+        baseline=-1.0,
+        layer=model.features[4],
+        incremental=False,
+        batch_size=5,
+    )
+    logits, sums = definition(model, image, (8, 6), (7, 9), -1.0, model.features[4])
+    assert result.positions_y.tolist() == list(range(0, 53, 7)) and result.positions_x.tolist() == list(
+        range(0, 59, 9)
+    )
+    assert_same(result.logits[0].reshape(-1, 5), logits, rtol=1e-6)
+    assert_same(result.activations[0].reshape(len(sums), -1), sums, rtol=1e-6)
+
+
+def test_incremental_on_functional_model_with_batch_norm_and_groups():
+    model = Mixed()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-1, 1)
+        model.bn.running_var.uniform_(0.5, 2)
+    model.train()  # occlusion_map must evaluate in eval mode and restore the mode
+    images = torch.randn(1, 2, 30, 37)
+    fast = occlusion_map(model, images, window=(5, 3), stride=(4, 6), layer="conv2")
+    full = occlusion_map(model, images, window=(5, 3), stride=(4, 6), layer="conv2", incremental=False)
+    assert model.training and model.bn.training
+    assert {"conv1", "bn", "relu", "conv2", "sigmoid", "pool", "maxpool"} <= set(fast.incremental_layers)
+    assert_same(fast.logits, full.logits)
+    assert_same(fast.activations, full.activations)
+    logits, _ = definition(model.eval(), images[0], (5, 3), (4, 6), 0.0)
+    assert_same(full.logits[0].reshape(-1, 4), logits, rtol=1e-6)
+
+
+def test_untraceable_model_falls_back_to_full_recomputation():
+    torch.manual_seed(1)
+    model = Branching()
+    images = torch.randn(2, 1, 9, 9)
+    result = occlusion_map(model, images, window=3, stride=2, layer="conv")
+    assert result.incremental_layers == ()
+    for n in range(2):
+        logits, sums = definition(model, images[n], (3, 3), (2, 2), 0.0, model.conv)
+        assert_same(result.logits[n].reshape(-1, 2), logits, rtol=1e-6)
+        assert_same(result.activations[n].reshape(-1, 3), sums, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"window": 0, "stride": 1}, "window=0"),
+        ({"window": 3, "stride": (1, -2)}, "stride=(1, -2)"),
+        ({"window": 70, "stride": 1}, "window=(70, 70)"),
+        ({"window": 3, "stride": 1, "baseline": float("nan")}, "baseline=nan"),
+        ({"window": 3, "stride": 1, "layer": "nope"}, "layer='nope'"),
+        ({"window": 3, "stride": 1, "batch_size": 0}, "batch_size=0"),
+    ],
+)
+def test_bad_arguments_name_the_parameter(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        occlusion_map(zfnet_like(), torch.zeros(1, 3, 64, 64), **kwargs)
+
+
+def test_bad_images_are_rejected():
+    with pytest.raises(ValueError, match=r"images=\(3, 20, 20\)"):
+        occlusion_map(zfnet_like(), torch.zeros(3, 20, 20), window=3, stride=1)
+
+
+def test_result_type():
+    result = occlusion_map(zfnet_like(), torch.zeros(1, 3, 64, 64), window=10, stride=10)
+    assert isinstance(result, OcclusionResult) and result.activations is None
+    assert result.window == (10, 10) and result.stride == (10, 10)
