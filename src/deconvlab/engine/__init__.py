@@ -3,6 +3,7 @@
 - ``project``: each unit's projection, by a ReLU ``rule`` ("deconvnet", "guided", "gradient") and an
   ``engine`` ("autograd": a backward pass whose ReLU backward is the rule, for any model).
 - ``strongest_units``: each image's strongest activation per channel, the paper's choice of unit.
+- ``receptive_field``: the input box each unit of a layer can see, computed from the model.
 - ``rules``: the rules as small objects (``Rule``, ``RULES``, ``get_rule``).
 
 Depends on torch and ``deconvlab.arithmetic`` only.
@@ -10,6 +11,7 @@ Depends on torch and ``deconvlab.arithmetic`` only.
 
 from deconvlab.engine.autograd import rule_relus
 from deconvlab.engine.project import ENGINES, ProjectionInfo, project, strongest_units
+from deconvlab.engine.receptive import ReceptiveField, receptive_field
 from deconvlab.engine.rules import RULES, Deconvnet, Gradient, Guided, Rule, get_rule
 
 __all__ = [
@@ -19,9 +21,11 @@ __all__ = [
     "Gradient",
     "Guided",
     "ProjectionInfo",
+    "ReceptiveField",
     "Rule",
     "get_rule",
     "project",
+    "receptive_field",
     "rule_relus",
     "strongest_units",
 ]
