@@ -103,10 +103,11 @@ def check_groups(groups: int, channels: dict[str, int]) -> None:
     """Raise ValueError unless ``groups`` is a positive int dividing every named channel count."""
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups={groups!r}: must be a positive int")
+    counts = " and ".join(f"{name} ({count})" for name, count in channels.items())
     for name, count in channels.items():
         if count % groups:
-            counts = " and ".join(f"{n} ({c})" for n, c in channels.items())
-            raise ValueError(f"groups={groups}: must divide {counts}; it does not divide {name} ({count})")
+            which = f"; it does not divide {name} ({count})" if len(channels) > 1 else ""
+            raise ValueError(f"groups={groups}: must divide {counts}{which}")
 
 
 def _check_arrays(input_shape: tuple[int, ...], weight_shape: tuple[int, ...], what: str) -> int:
