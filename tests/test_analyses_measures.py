@@ -25,9 +25,15 @@ from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 def small_cnn(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(inplace=True), nn.Flatten(),
-        nn.Linear(6 * 4 * 4, 10), nn.ReLU(), nn.Linear(10, 3),
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, 10),
+        nn.ReLU(),
+        nn.Linear(10, 3),
     )
 
 
@@ -118,7 +124,10 @@ def test_correspondence_table_equals_direct_computation():
     parts["random"] = random_boxes([(2, 2)] * 4, [(0, 8, 0, 8)] * 4, seed=3)
     rows = correspondence_table(net, images, parts, ["3", "8:input"])
     assert [(r["layer"], r["part"]) for r in rows] == [
-        ("3", "eye"), ("8:input", "eye"), ("3", "random"), ("8:input", "random")
+        ("3", "eye"),
+        ("8:input", "eye"),
+        ("3", "random"),
+        ("8:input", "random"),
     ]
     for row in rows:
         occluded = images.clone()

@@ -64,9 +64,7 @@ def occlude(images: torch.Tensor, boxes: Sequence[Box], value: float = 0.0) -> t
     return out
 
 
-def random_boxes(
-    sizes: Sequence[tuple[int, int]], regions: Sequence[Box], *, seed: int = 0
-) -> list[Box]:
+def random_boxes(sizes: Sequence[tuple[int, int]], regions: Sequence[Box], *, seed: int = 0) -> list[Box]:
     """One box per image, of the given (height, width), placed uniformly at random inside a region.
 
     The region of image i (y0, y1, x0, x1) bounds the whole box when it is large enough; otherwise the box

@@ -32,6 +32,25 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
+def rectified_tap(model: nn.Module, layer: str) -> str:
+    """The ``nn.ReLU`` module registered right after ``layer`` when there is one, else ``layer`` itself.
+
+    A conv layer's rectified feature map (what the paper calls the layer's features) is the output of
+    the ReLU that follows it; models that call ``F.relu`` in ``forward`` have no such module.
+
+    >>> rectified_tap(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU(), nn.Conv2d(1, 1, 1)), "0")
+    '1'
+    """
+    names = [name for name, _ in model.named_modules()]
+    modules = dict(model.named_modules())
+    if layer not in modules:
+        _module_for(model, layer)  # raises the error listing the valid names
+    following = names.index(layer) + 1
+    if following < len(names) and isinstance(modules[names[following]], nn.ReLU):
+        return names[following]
+    return layer
+
+
 def penultimate_tap(model: nn.Module) -> str:
     """The tap of the feature vector fed to the classifier: the input of the last ``nn.Linear``."""
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]

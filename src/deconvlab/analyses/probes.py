@@ -77,7 +77,10 @@ def fit_linear_probe(
     weight = torch.zeros(classes, z.shape[1], dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(classes, dtype=torch.float64, requires_grad=True)
     optimizer = torch.optim.LBFGS(
-        [weight, bias], max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+        [weight, bias],
+        max_iter=max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
         line_search_fn="strong_wolfe",
     )
 

@@ -1,0 +1,416 @@
+"""The report's sections: each computes its numbers, draws its figures and returns a JSON-ready dict.
+
+Every section is a function of a :class:`~deconvlab.report.study.Study` and returns
+``{"figures": [relative paths], ...numbers}``; ``deconvlab.report.build`` runs them through the stage
+cache. The computations live in ``deconvlab.analyses``; here they are only called and drawn.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from deconvlab.analyses.correspondence import correspondence_table, occlude, random_boxes
+from deconvlab.analyses.features import forward_with_features, rectified_tap
+from deconvlab.analyses.filters import filter_stats
+from deconvlab.analyses.invariance import TRANSFORMS, default_values, invariance_sweep
+from deconvlab.analyses.probes import fit_linear_probe, pooled_features
+from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
+from deconvlab.report import figures as fig
+from deconvlab.report.study import Study, batch, labels_of, per_class, picture
+
+
+def dataset_section(study: Study) -> dict:
+    """The data's classes and split sizes, and the files that could not be read (skipped)."""
+    splits, skipped = {}, []
+    for split in ("train", "val", "test"):
+        data = study.dataset(split)
+        splits[split] = len(data)
+        skipped.extend({"split": split, "path": str(p), "reason": r} for p, r in getattr(data, "skipped", []))
+    classes = list(getattr(study.dataset("test"), "classes", []))
+    return {"data": study.data, "classes": classes, "splits": splits, "skipped": skipped, "figures": []}
+
+
+# --- Fig. 5: invariance -----------------------------------------------------------------------------
+
+
+def invariance_section(study: Study) -> dict:
+    """Translation, scale and rotation sweeps of a few test images: feature distances and P(true class)."""
+    data = study.dataset("test")
+    labels = labels_of(data)
+    indices = per_class(labels, 1, study.options.invariance_images)
+    images = batch(data, indices)
+    taps = [study.first_conv, study.penultimate]
+    sweeps = {}
+    for kind in tqdm(TRANSFORMS, desc="invariance", disable=not study.options.progress):
+        values = default_values(kind, study.image_size)
+        curves = invariance_sweep(study.model, images, labels[indices], kind, values, taps)
+        sweeps[kind] = curves.as_dict()
+    path, relative = study.figure_path("fig5-invariance")
+    names = _class_names(data)
+    _draw_invariance(path, sweeps, taps, [names[labels[i]] for i in indices])
+    strip_path, strip_relative = study.figure_path("fig5-transformed")
+    _draw_transformed(strip_path, images[0], study.image_size)
+    return {
+        "images": indices,
+        "labels": labels[indices].tolist(),
+        "layers": {"layer1": taps[0], "penultimate": taps[1]},
+        "sweeps": sweeps,
+        "figures": [relative, strip_relative],
+    }
+
+
+def _draw_invariance(path: Path, sweeps: dict, taps: list[str], names: list[str]) -> None:
+    units = {
+        "translation": "vertical translation (pixels)",
+        "scale": "scale",
+        "rotation": "rotation (degrees)",
+    }
+    figure, axes = fig.new_figure(3, 3, size=3.2)
+    for row, (kind, sweep) in enumerate(sweeps.items()):
+        panels = [
+            (sweep["distances"][taps[0]], f"layer 1 ({taps[0]}): distance"),
+            (sweep["distances"][taps[1]], f"penultimate ({taps[1]}): distance"),
+            (sweep["true_probability"], "P(true class)"),
+        ]
+        for col, (curves, title) in enumerate(panels):
+            ax = axes[row][col]
+            for name, curve in zip(names, curves, strict=True):
+                ax.plot(sweep["values"], curve, marker=".", label=name)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel(units[kind], fontsize=8)
+            if col == 2:
+                ax.set_ylim(-0.02, 1.02)
+    axes[0][2].legend(fontsize=7)
+    fig.save_figure(path, figure)
+
+
+def _draw_transformed(path: Path, image: torch.Tensor, image_size: int) -> None:
+    from deconvlab.data import denormalize
+
+    rows = []
+    for kind, transform in TRANSFORMS.items():
+        values = default_values(kind, image_size)
+        tiles = [denormalize(transform(image[None], v)[0]) for v in values]
+        rows.append(fig.label(fig.tile(tiles, len(tiles), 48), kind))
+    fig.save_png(path, fig.stack(rows))
+
+
+# --- Fig. 6: first-layer filters --------------------------------------------------------------------
+
+
+def filters_section(study: Study) -> dict:
+    """The first conv layer's filters: RMS, dominant frequency, dead filters, aliasing."""
+    conv = dict(study.model.named_modules())[study.all_convs[0]]
+    weight = conv.weight.detach().cpu()
+    stats = filter_stats(weight, stride=int(conv.stride[0]))
+    grid_path, grid_relative = study.figure_path("fig6-filters")
+    tiles = [_filter_picture(w) for w in weight]
+    fig.save_png(grid_path, fig.tile(tiles, min(16, len(tiles)), 40))
+    plot_path, plot_relative = study.figure_path("fig6-filter-stats")
+    figure, axes = fig.new_figure(2, 1, size=3.6)
+    axes[0][0].bar(range(len(stats.rms)), stats.rms, color=np.where(stats.dead, "red", "tab:blue"))
+    axes[0][0].set_title("RMS per filter (red: dead)", fontsize=9)
+    axes[0][1].scatter(stats.frequency, stats.rms, c=np.where(stats.aliased, "red", "tab:blue"), s=12)
+    axes[0][1].axvline(stats.nyquist, color="grey", linestyle="--", label=f"Nyquist 1/(2x{stats.stride})")
+    axes[0][1].set_xlabel("dominant frequency (cycles/pixel)", fontsize=8)
+    axes[0][1].set_ylabel("RMS", fontsize=8)
+    axes[0][1].set_title("frequency vs RMS (red: aliased)", fontsize=9)
+    axes[0][1].legend(fontsize=7)
+    fig.save_figure(plot_path, figure)
+    return {
+        "layer": study.all_convs[0],
+        **stats.as_dict(),
+        "note": stats.aliasing_note(),
+        "figures": [grid_relative, plot_relative],
+    }
+
+
+def _filter_picture(weight: torch.Tensor) -> np.ndarray:
+    """One filter (C_in, kh, kw) stretched to [0, 255]; RGB when it has 3 input channels, else grey."""
+    w = (
+        weight.double()
+        if weight.shape[0] == 3
+        else weight.double().mean(dim=0, keepdim=True).expand(3, -1, -1)
+    )
+    low, high = float(w.min()), float(w.max())
+    scaled = (w - low) / (high - low) if high > low else torch.full_like(w, 0.5)
+    return (scaled * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+# --- Fig. 7: occlusion ------------------------------------------------------------------------------
+
+
+def occlusion_geometry(study: Study) -> tuple[int, int]:
+    """The occluder's window and stride in pixels (options, else a quarter of the image and of that)."""
+    window = study.options.occlusion_window or max(1, study.image_size // 4)
+    stride = study.options.occlusion_stride or max(1, window // 4)
+    return window, stride
+
+
+def occlusion_section(study: Study) -> dict:
+    """Fig. 7 for a few test images of each class, and the pointing game where the data has masks."""
+    from deconvlab.engine import project
+
+    data = study.dataset("test")
+    labels = labels_of(data)
+    indices = per_class(labels, study.options.occlusion_images_per_class)
+    images = batch(data, indices)
+    window, stride = occlusion_geometry(study)
+    panels = occlusion_panels(
+        study.model, images, labels[indices], layer=study.last_conv, window=window, stride=stride
+    )
+    shown = list(range(min(study.options.occlusion_shown, len(indices))))
+    units = [(i, int(panels.strongest_channel[i]), *map(int, panels.strongest_position[i])) for i in shown]
+    projections = project(study.model, images, study.all_convs[-1], units).detach().cpu()
+    result = {
+        "layer": study.last_conv,
+        "window": window,
+        "stride": stride,
+        "images": indices,
+        "labels": labels[indices].tolist(),
+        "strongest_channel": panels.strongest_channel.tolist(),
+        "min_true_probability": panels.true_probability.min(axis=(1, 2)).tolist(),
+    }
+    if hasattr(data, "mask"):
+        masks = np.stack([np.asarray(data.mask(i)) for i in indices])
+        hits, centres = pointing_game(
+            panels.true_probability, masks, panels.positions_y, panels.positions_x, (window, window)
+        )
+        result.update(
+            pointing_game_hits=hits,
+            pointing_game_centres=[list(c) for c in centres],
+            pointing_game_accuracy=float(np.mean(hits)),
+        )
+    else:
+        centres = [None] * len(indices)
+    path, relative = study.figure_path("fig7-occlusion")
+    _draw_occlusion(path, data, indices, panels, projections, shown, centres, window)
+    result["figures"] = [relative]
+    return result
+
+
+def _draw_occlusion(path, data, indices, panels, projections, shown, centres, window) -> None:
+    names = _class_names(data)
+    py, px, stride = panels.positions_y, panels.positions_x, panels.stride[0]
+    # each map value sits at its occluder's centre; a cell spans one stride
+    extent = (
+        px[0] + window / 2 - stride / 2,
+        px[-1] + window / 2 + stride / 2,
+        py[-1] + window / 2 + stride / 2,
+        py[0] + window / 2 - stride / 2,
+    )
+    figure, axes = fig.new_figure(6, len(shown), size=2.3)
+    for row, i in enumerate(shown):
+        image = picture(data, indices[i])
+        ax = axes[row]
+        ax[0].imshow(image)
+        if centres[i] is not None:
+            cy, cx = centres[i]
+            ax[0].add_patch(_square(cx - window / 2, cy - window / 2, window))
+        ax[0].set_title(
+            f"(a) {names[data.labels[indices[i]]] if hasattr(data, 'labels') else ''}", fontsize=8
+        )
+        ax[1].imshow(panels.activation[i], extent=extent, cmap="viridis")
+        ax[1].set_title(f"(b) map {panels.strongest_channel[i]} total", fontsize=8)
+        ax[2].imshow(fig.projection_rgb(projections[row]))
+        ax[2].set_title("(c) its projection", fontsize=8)
+        ax[3].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1)
+        ax[3].set_title("(d) P(correct class)", fontsize=8)
+        ax[4].imshow(panels.predicted[i], extent=extent, cmap="tab20", vmin=0, vmax=19)
+        predicted = np.unique(panels.predicted[i])
+        ax[4].set_title("(e) " + ", ".join(names[p] for p in predicted[:3]), fontsize=7)
+        ax[5].imshow(image)
+        ax[5].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1, alpha=0.5)
+        ax[5].set_title("(d) over the image", fontsize=8)
+        for a in ax:
+            a.set_xlim(0, image.shape[1])
+            a.set_ylim(image.shape[0], 0)
+            a.set_xticks([])
+            a.set_yticks([])
+    fig.save_figure(path, figure)
+
+
+def _square(x: float, y: float, side: float):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), side, side, fill=False, edgecolor="white", linewidth=1.5)
+
+
+# --- Section 4.3: correspondence --------------------------------------------------------------------
+
+
+def correspondence_section(study: Study) -> dict:
+    """Occlude the same parts in several images of the multi-part class, and random regions as control."""
+    data = study.dataset("test")
+    if not hasattr(data, "parts"):
+        return {"skipped": "the data has no part boxes (only the built-in dataset has them)", "figures": []}
+    labels = labels_of(data)
+    label = _multi_part_class(data, labels)
+    candidates = np.flatnonzero(labels == label)
+    parts = _small_parts(data, candidates)
+    indices = _consistent_layout(data, candidates, parts, study.options.correspondence_images)
+    images = batch(data, indices)
+    boxes = {part: [data.parts(i)[part] for i in indices] for part in parts}
+    sizes = [
+        (round(np.mean([b[1] - b[0] for b in bs])), round(np.mean([b[3] - b[2] for b in bs])))
+        for bs in zip(*boxes.values(), strict=True)
+    ]
+    regions = [_bounding_box(np.asarray(data.mask(i))) for i in indices]
+    boxes["random"] = random_boxes(sizes, regions, seed=study.options.seed)
+    taps = [study.last_conv, study.penultimate]
+    rows = correspondence_table(study.model, images, boxes, taps)
+    path, relative = study.figure_path("sec43-correspondence")
+    from deconvlab.data import denormalize
+
+    tiles = [denormalize(occlude(images, bs)) for bs in boxes.values()]
+    fig.save_png(
+        path,
+        fig.stack([fig.label(fig.tile(list(t), len(t), 64), p) for p, t in zip(boxes, tiles, strict=True)]),
+    )
+    return {
+        "class": _class_names(data)[label],
+        "images": [int(i) for i in indices],
+        "layers": {"last_conv": taps[0], "penultimate": taps[1]},
+        "boxes": {part: [list(b) for b in bs] for part, bs in boxes.items()},
+        "rows": rows,
+        "figures": [relative],
+    }
+
+
+def _multi_part_class(data, labels: np.ndarray) -> int:
+    """The class whose objects have the most parts (the paper used dog faces: eyes and nose)."""
+    counts = {
+        int(label): len(data.parts(int(np.flatnonzero(labels == label)[0]))) for label in np.unique(labels)
+    }
+    return max(counts, key=lambda label: (counts[label], -label))
+
+
+def _small_parts(data, indices: np.ndarray) -> list[str]:
+    """The parts that are small details: on average less than a quarter of the object's bounding box."""
+    areas = {}
+    for i in indices[:20]:
+        y0, y1, x0, x1 = _bounding_box(np.asarray(data.mask(int(i))))
+        whole = max((y1 - y0) * (x1 - x0), 1)
+        for part, (a, b, c, d) in data.parts(int(i)).items():
+            areas.setdefault(part, []).append((b - a) * (d - c) / whole)
+    return [part for part, shares in areas.items() if np.mean(shares) < 0.25]
+
+
+def _consistent_layout(data, candidates: np.ndarray, parts: list[str], count: int) -> list[int]:
+    """The ``count`` images whose part layout (part centres relative to the object's box) is most typical.
+
+    The paper chose frontal views of dog faces; here the images whose parts sit where they sit in most
+    images of the class, so that the same part falls on the same features.
+    """
+    layouts = []
+    for i in candidates:
+        y0, y1, x0, x1 = _bounding_box(np.asarray(data.mask(int(i))))
+        centres = [
+            ((a + b) / 2 - y0) / max(y1 - y0, 1) for a, b, _, _ in (data.parts(int(i))[p] for p in parts)
+        ]
+        centres += [
+            ((c + d) / 2 - x0) / max(x1 - x0, 1) for _, _, c, d in (data.parts(int(i))[p] for p in parts)
+        ]
+        layouts.append(centres)
+    layouts = np.array(layouts)
+    distance = np.linalg.norm(layouts - np.median(layouts, axis=0), axis=1)
+    return sorted(int(candidates[j]) for j in np.argsort(distance, kind="stable")[:count])
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return 0, mask.shape[0], 0, mask.shape[1]
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+# --- Table 7: linear probes -------------------------------------------------------------------------
+
+
+def probes_section(study: Study) -> dict:
+    """A linear classifier's test accuracy on each layer's features (conv maps pooled to 2x2)."""
+    train, test = study.dataset("train"), study.dataset("test")
+    taps = [*(rectified_tap(study.model, name) for name in study.all_convs), study.penultimate]
+    train_idx = _spread(len(train), study.options.probe_train_images)
+    test_idx = _spread(len(test), study.options.probe_test_images)
+    train_logits, train_features = _pooled(study, train, train_idx, taps)
+    test_logits, test_features = _pooled(study, test, test_idx, taps)
+    train_y, test_y = labels_of(train)[train_idx], labels_of(test)[test_idx]
+    classes = len(getattr(test, "classes", [])) or int(max(train_y.max(), test_y.max())) + 1
+    rows = []
+    for tap in tqdm(taps, desc="linear probes", disable=not study.options.progress):
+        probe = fit_linear_probe(train_features[tap], train_y, num_classes=classes)
+        rows.append(
+            {
+                "layer": tap,
+                "features": int(train_features[tap].shape[1]),
+                "accuracy": probe.accuracy(test_features[tap], test_y),
+            }
+        )
+    model_accuracy = float((test_logits.argmax(1).numpy() == test_y).mean())
+    path, relative = study.figure_path("table7-probes")
+    figure, axes = fig.new_figure(1, 1, size=4.5)
+    axes[0][0].bar(range(len(rows)), [r["accuracy"] for r in rows], color="tab:blue")
+    axes[0][0].axhline(model_accuracy, color="grey", linestyle="--", label="the model itself")
+    axes[0][0].set_xticks(range(len(rows)), [r["layer"] for r in rows], rotation=45, fontsize=7)
+    axes[0][0].set_ylabel("test accuracy of a linear probe")
+    axes[0][0].set_ylim(0, 1)
+    axes[0][0].legend(fontsize=7)
+    fig.save_figure(path, figure)
+    return {
+        "rows": rows,
+        "model_accuracy": model_accuracy,
+        "train_images": len(train_idx),
+        "test_images": len(test_idx),
+        "figures": [relative],
+    }
+
+
+def _spread(length: int, count: int) -> np.ndarray:
+    """``count`` indices spread evenly over ``range(length)`` (all of them when there are fewer)."""
+    if length <= count:
+        return np.arange(length)
+    return np.linspace(0, length - 1, count).round().astype(np.int64)
+
+
+def _pooled(study: Study, data, indices: np.ndarray, taps: list[str]):
+    logits, pooled = [], {tap: [] for tap in taps}
+    step = study.options.batch_size * 4
+    for start in tqdm(
+        range(0, len(indices), step), desc="probe features", disable=not study.options.progress
+    ):
+        out, features = forward_with_features(
+            study.model, batch(data, indices[start : start + step]), taps, batch_size=study.options.batch_size
+        )
+        logits.append(out)
+        for tap in taps:
+            pooled[tap].append(pooled_features(features[tap].clamp_min(0)))
+    return torch.cat(logits), {tap: torch.cat(chunks) for tap, chunks in pooled.items()}
+
+
+def _class_names(data) -> list[str]:
+    classes = list(getattr(data, "classes", []))
+    return classes or [str(c) for c in range(1000)]
+
+
+def checkpoint_epochs(folder: Path) -> list[tuple[int, Path]]:
+    """``(epoch, path)`` of every ``epoch-XXX.pt`` file in ``folder``, by epoch.
+
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ("epoch-010.pt", "epoch-002.pt", "notes.txt"):
+    ...     _ = (folder / name).write_text("")
+    >>> [(e, p.name) for e, p in checkpoint_epochs(folder)]
+    [(2, 'epoch-002.pt'), (10, 'epoch-010.pt')]
+    """
+    found = []
+    for path in Path(folder).iterdir():
+        match = re.fullmatch(r"epoch-(\d+)\.(pt|pth|safetensors)", path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
