@@ -1,0 +1,280 @@
+"""Streaming top-k scan over a dataset (Zeiler & Fergus, Fig. 2): one pass, all layers hooked at once.
+
+For every chosen layer and channel the scan keeps the ``k`` images with the strongest activation, each
+with its value and the (y, x) of its maximum in that channel's map; memory is O(layers x channels x k),
+whatever the dataset's size. Ties go to the smaller image index (see ``deconvlab.analyses.scan_topk``).
+
+**Resume.** With ``out``, progress is checkpointed atomically every ``checkpoint_every`` batches to
+``out/.scan-progress/``; ``resume=True`` continues from it and gives exactly the uninterrupted result.
+``out/topk.json`` is written once, atomically, when the scan is complete.
+
+**torchrun.** Under ``torchrun --nproc-per-node N -m deconvlab scan ...`` the dataset's batches are dealt
+to the ranks in turn (rank r scans batches r, r + N, ...: the same batches as a single process, so the
+same floating-point values), the per-rank lists are gathered and merged exactly, and rank 0 writes.
+
+>>> import torch
+>>> from torch.utils.data import TensorDataset
+>>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+<...>
+>>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.ReLU())
+>>> data = TensorDataset(torch.randn(10, 1, 8, 8), torch.zeros(10))
+>>> top = topk_scan(model, data, ["1"], k=4, batch_size=3, progress=False)
+>>> layer = top.layers["1"]
+>>> layer.images.shape, layer.shape  # 3 channels x 4 images; the layer's map is 3x6x6
+((3, 4), (3, 6, 6))
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deconvlab._io import write_bytes_atomic
+from deconvlab.analyses.scan_distributed import all_gather, barrier, default_device, rank_and_world
+from deconvlab.analyses.scan_hooks import StopForward, channel_maxima, evaluating
+from deconvlab.analyses.scan_topk import LayerTopK, TopK
+
+__all__ = ["TopK", "LayerTopK", "topk_scan", "conv_layer_names"]
+
+RESULT_FILE = "topk.json"
+PROGRESS_DIR = ".scan-progress"
+
+
+def conv_layer_names(model: nn.Module) -> list[str]:
+    """The names of every ``nn.Conv2d`` in ``model``, in registration order (the default scan layers).
+
+    >>> from torch.nn import Conv2d, ReLU, Sequential
+    >>> conv_layer_names(Sequential(Conv2d(1, 2, 3), ReLU(), Conv2d(2, 2, 3)))
+    ['0', '2']
+    """
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+def topk_scan(
+    model: nn.Module,
+    dataset,
+    layers: Sequence[str] | None = None,
+    *,
+    k: int = 9,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    out: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    checkpoint_every: int = 20,
+    device: str | torch.device | None = None,
+    amp: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> TopK:
+    """Scan ``dataset`` (map-style, items ``(image, label)``) through ``model`` and keep the top ``k``.
+
+    ``layers``: module names (default: every Conv2d); each must output (N, C, H, W) maps. ``out``: folder
+    for ``topk.json`` and the progress checkpoints. ``device``: default this rank's GPU if CUDA is
+    available, else the CPU; on CUDA the model is moved there in channels_last layout, and ``amp=True``
+    runs it under float16 autocast (amp needs CUDA). ``on_batch(batches_done)`` is called after each
+    batch (and its checkpoint, if due). Images load in ``num_workers`` DataLoader worker processes.
+    """
+    layers = list(conv_layer_names(model) if layers is None else layers)
+    _check_arguments(model, dataset, layers, k, batch_size, num_workers, out, resume, checkpoint_every)
+    device = torch.device(device) if device is not None else default_device()
+    if amp and device.type != "cuda":
+        raise ValueError(f"amp=True: mixed precision needs a CUDA device, and the scan runs on {device}")
+    rank, world = rank_and_world()
+    _prepare(model, device)
+    with evaluating(model), torch.inference_mode():
+        shapes, last = _inspect(model, dataset, layers, device)
+        batches = _batches_of_rank(len(dataset), batch_size, rank, world)
+        fingerprint = _fingerprint(model, layers, shapes, k, batch_size, len(dataset), world)
+        checkpoint = Path(out) / PROGRESS_DIR / f"rank{rank}-of{world}.pt" if out is not None else None
+        done, state = 0, {name: LayerTopK.empty(shapes[name][0], k, shapes[name]) for name in layers}
+        if resume:
+            done, state = _load_progress(checkpoint, world, fingerprint) or (done, state)
+        if out is not None and rank == 0:
+            (Path(out) / RESULT_FILE).unlink(missing_ok=True)  # never leave an older result beside a new scan
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_sampler=batches[done:],
+            num_workers=num_workers,
+            collate_fn=_stack_images,
+            pin_memory=device.type == "cuda",
+        )
+        bar = _progress_bar(len(batches), done, enabled=progress and rank == 0)
+        with channel_maxima(model, layers, stop_after=last) as seen:
+            for indices, images in zip(batches[done:], loader, strict=True):
+                _forward(model, images, device, amp, seen)
+                ids = np.asarray(indices, np.int64)
+                state = {
+                    n: state[n].merged(seen.maxima[n][0].numpy(), ids, seen.maxima[n][1].numpy())
+                    for n in layers
+                }
+                done += 1
+                bar.update()
+                if checkpoint is not None and (done % checkpoint_every == 0 or done == len(batches)):
+                    _save_progress(checkpoint, done, state, fingerprint)
+                if on_batch is not None:
+                    on_batch(done)
+        bar.close()
+    result = TopK(k=k, num_images=len(dataset), layers=_merge_ranks(state, layers))
+    if out is not None:
+        if rank == 0:
+            result.save(Path(out) / RESULT_FILE)
+        barrier()
+        checkpoint.unlink(missing_ok=True)
+    return result
+
+
+def _check_arguments(
+    model, dataset, layers, k, batch_size, num_workers, out, resume, checkpoint_every
+) -> None:
+    for name, value, least in (
+        ("k", k, 1),
+        ("batch_size", batch_size, 1),
+        ("num_workers", num_workers, 0),
+        ("checkpoint_every", checkpoint_every, 1),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name}={value!r}: must be an int >= {least}")
+    if resume and out is None:
+        raise ValueError("resume=True: needs out=FOLDER, where the progress checkpoints are kept")
+    if not layers:
+        raise ValueError("layers=[]: the model has no Conv2d layer; name the layers to scan")
+    known = {name for name, _ in model.named_modules() if name}
+    unknown = [name for name in layers if name not in known]
+    if unknown:
+        raise ValueError(
+            f"layers={unknown}: not modules of the model; known names: {', '.join(sorted(known))}"
+        )
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise ValueError(f"dataset={type(dataset).__name__}: expected a map-style dataset (len and indexing)")
+    if len(dataset) == 0:
+        raise ValueError("dataset: it is empty (0 images); there is nothing to scan")
+
+
+def _prepare(model: nn.Module, device: torch.device) -> None:
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+
+
+def _stack_images(items):
+    return torch.stack([item[0] for item in items])
+
+
+def _inspect(model, dataset, layers, device) -> tuple[dict[str, tuple[int, ...]], str]:
+    """One image through the model: each layer's map shape, and the layer that runs last."""
+    item = dataset[0]
+    if not isinstance(item, (tuple, list)) or not isinstance(item[0], torch.Tensor) or item[0].dim() != 3:
+        raise ValueError(f"dataset[0]={type(item).__name__}: expected (image tensor (C, H, W), label)")
+    with channel_maxima(model, layers) as seen:
+        _forward(model, _stack_images([item]), device, False, seen)
+    missing = [name for name in layers if name not in seen.maxima]
+    if missing:
+        raise ValueError(f"layers={missing}: never ran in the model's forward pass")
+    return seen.shapes, seen.order[-1]
+
+
+def _forward(model, images, device, amp, seen) -> None:
+    seen.clear()
+    images = images.to(device, non_blocking=True)
+    if device.type == "cuda":
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        try:
+            model(images)
+        except StopForward:
+            pass
+
+
+def _batches_of_rank(num_images: int, batch_size: int, rank: int, world: int) -> list[list[int]]:
+    """Rank ``rank``'s share: global batches rank, rank + world, ... (the single-process batches).
+
+    >>> _batches_of_rank(7, 2, rank=1, world=2)
+    [[2, 3], [6]]
+    """
+    starts = range(rank * batch_size, num_images, world * batch_size)
+    return [list(range(start, min(start + batch_size, num_images))) for start in starts]
+
+
+def _fingerprint(model, layers, shapes, k, batch_size, num_images, world) -> str:
+    """Identifies a scan's settings and weights, so that a checkpoint resumes only the same scan."""
+    digest = hashlib.sha256()
+    settings = {"layers": layers, "shapes": shapes, "k": k, "batch_size": batch_size, "images": num_images}
+    digest.update(json.dumps({**settings, "world": world}, sort_keys=True).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().reshape(-1).cpu().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _save_progress(path: Path, done: int, state: dict[str, LayerTopK], fingerprint: str) -> None:
+    payload = {
+        "fingerprint": fingerprint,
+        "batches_done": done,
+        "layers": {
+            name: {
+                "values": torch.from_numpy(layer.values),
+                "images": torch.from_numpy(layer.images),
+                "positions": torch.from_numpy(layer.positions),
+                "shape": list(layer.shape),
+            }
+            for name, layer in state.items()
+        },
+    }
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
+
+
+def _load_progress(path: Path, world: int, fingerprint: str):
+    """(batches done, state) from this rank's checkpoint, or None when there is none."""
+    others = sorted(p.name for p in path.parent.glob("rank*-of*.pt") if not p.name.endswith(f"-of{world}.pt"))
+    if others:
+        raise ValueError(
+            f"resume=True: {path.parent} holds checkpoints of a run with another number of processes "
+            f"({others[0]}); resume with that many processes, or scan again without resume"
+        )
+    if not path.exists():
+        return None
+    payload = torch.load(path, weights_only=True)
+    if payload["fingerprint"] != fingerprint:
+        raise ValueError(
+            f"resume=True: the checkpoint {path} belongs to a scan with other settings or weights "
+            "(layers, k, batch size, dataset size or model); scan again without resume"
+        )
+    state = {
+        name: LayerTopK(
+            values=saved["values"].numpy(),
+            images=saved["images"].numpy(),
+            positions=saved["positions"].numpy(),
+            shape=tuple(saved["shape"]),
+        )
+        for name, saved in payload["layers"].items()
+    }
+    return payload["batches_done"], state
+
+
+def _merge_ranks(state: dict[str, LayerTopK], layers: list[str]) -> dict[str, LayerTopK]:
+    """Every rank's lists merged into the top k of their union (exact: the order is total)."""
+    gathered = all_gather(state)
+    merged = {}
+    for name in layers:
+        layer = gathered[0][name]
+        for other in gathered[1:]:
+            theirs = other[name]
+            layer = layer.merged(theirs.values.T, theirs.images.T, np.swapaxes(theirs.positions, 0, 1))
+        merged[name] = layer
+    return merged
+
+
+def _progress_bar(total: int, initial: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="top-k scan", unit="batch", disable=not enabled)

@@ -1,0 +1,137 @@
+"""The top-k lists of a scan: per layer and channel, the k images with the strongest activation.
+
+Each image enters a channel's list once, with its strongest value in that channel and where it is.
+Order: larger value first; equal values by smaller image index. That order is total, so the top k of
+a union of lists is the same whichever way the union is split: batches, resumed runs and ranks all
+merge exactly.
+
+>>> import numpy as np
+>>> layer = LayerTopK.empty(channels=1, k=2, shape=(1, 4, 4))
+>>> layer = layer.merged(np.array([[5.0], [7.0], [5.0]]), np.array([10, 11, 12]), np.zeros((3, 1, 2), int))
+>>> layer.images.tolist(), layer.values.tolist()  # 7 first; the tie at 5 goes to image 10
+([[11, 10]], [[7.0, 5.0]])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deconvlab._io import write_json_atomic
+
+FORMAT_VERSION = 1
+NO_IMAGE = np.iinfo(np.int64).max  # an empty slot: sorts after every real image at equal value
+
+
+@dataclass(frozen=True, eq=False)
+class LayerTopK:
+    """One layer's lists: ``values`` (C, k) float32, ``images`` (C, k) int64 dataset indices, ``positions``
+    (C, k, 2) (y, x) in the layer's map; ``shape`` the layer's (C, H, W). Slots beyond the number of
+    images scanned hold image ``NO_IMAGE`` and value -inf."""
+
+    values: np.ndarray
+    images: np.ndarray
+    positions: np.ndarray
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def empty(cls, channels: int, k: int, shape: tuple[int, ...]) -> LayerTopK:
+        return cls(
+            values=np.full((channels, k), -np.inf, np.float32),
+            images=np.full((channels, k), NO_IMAGE, np.int64),
+            positions=np.zeros((channels, k, 2), np.int64),
+            shape=tuple(int(s) for s in shape),
+        )
+
+    def merged(self, values: np.ndarray, images: np.ndarray, positions: np.ndarray) -> LayerTopK:
+        """The top k of these lists and new candidates: ``values`` (B, C), ``images`` (B,) or (B, C),
+        ``positions`` (B, C, 2)."""
+        k = self.values.shape[1]
+        values = np.asarray(values, np.float32)
+        images = np.broadcast_to(np.asarray(images, np.int64).reshape(len(values), -1), values.shape)
+        all_values = np.concatenate([self.values, values.T], axis=1)
+        all_images = np.concatenate([self.images, images.T], axis=1)
+        all_positions = np.concatenate([self.positions, np.swapaxes(positions, 0, 1)], axis=1)
+        order = np.lexsort((all_images, -all_values), axis=1)[:, :k]  # last key sorts first
+        return LayerTopK(
+            values=np.take_along_axis(all_values, order, 1),
+            images=np.take_along_axis(all_images, order, 1),
+            positions=np.take_along_axis(all_positions, order[..., None], 1),
+            shape=self.shape,
+        )
+
+    def entries(self, channel: int) -> list[tuple[int, float, tuple[int, int]]]:
+        """(image index, value, (y, x)) of one channel, strongest first, empty slots left out."""
+        return [
+            (int(i), float(v), (int(p[0]), int(p[1])))
+            for i, v, p in zip(
+                self.images[channel], self.values[channel], self.positions[channel], strict=True
+            )
+            if i != NO_IMAGE
+        ]
+
+    def to_json(self) -> dict:
+        channels = []
+        for channel in range(len(self.values)):
+            entries = self.entries(channel)
+            channels.append(
+                {
+                    "images": [image for image, _, _ in entries],
+                    "values": [value for _, value, _ in entries],
+                    "positions": [list(position) for _, _, position in entries],
+                }
+            )
+        return {"shape": list(self.shape), "channels": channels}
+
+    @classmethod
+    def from_json(cls, obj: dict, k: int) -> LayerTopK:
+        layer = cls.empty(len(obj["channels"]), k, tuple(obj["shape"]))
+        for c, channel in enumerate(obj["channels"]):
+            n = len(channel["images"])
+            layer.images[c, :n] = channel["images"]
+            layer.values[c, :n] = channel["values"]
+            layer.positions[c, :n] = np.asarray(channel["positions"], np.int64).reshape(n, 2)
+        return layer
+
+
+@dataclass(frozen=True, eq=False)
+class TopK:
+    """A scan's result: ``k``, ``num_images`` scanned, and a ``LayerTopK`` per layer name.
+
+    ``save`` writes JSON with a top-level ``"version"``, sorted keys and no timestamps or host names,
+    so two scans of the same data and model compare byte for byte.
+    """
+
+    k: int
+    num_images: int
+    layers: dict[str, LayerTopK]
+
+    def to_json(self) -> dict:
+        return {
+            "version": FORMAT_VERSION,
+            "k": self.k,
+            "num_images": self.num_images,
+            "layers": {name: layer.to_json() for name, layer in self.layers.items()},
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> TopK:
+        if not isinstance(obj, dict) or obj.get("version") != FORMAT_VERSION:
+            version = obj.get("version") if isinstance(obj, dict) else type(obj).__name__
+            raise ValueError(f"topk version={version!r}: this deconvlab reads version {FORMAT_VERSION}")
+        k = int(obj["k"])
+        layers = {name: LayerTopK.from_json(layer, k) for name, layer in obj["layers"].items()}
+        return cls(k=k, num_images=int(obj["num_images"]), layers=layers)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the JSON atomically: a reader sees the old file or the complete new one."""
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TopK:
+        import json
+
+        return cls.from_json(json.loads(Path(path).read_text()))

@@ -1,0 +1,244 @@
+"""Top-k scans: equal to a brute-force reference, resumable exactly, identical under torchrun."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from deconvlab.analyses import TopK, topk_scan
+
+# Shared by the in-process runs and the torchrun script: a tiny model, 64 images with deliberate ties
+# (image 40 repeats image 7; image 50 is constant, so many positions tie inside it).
+SETUP = textwrap.dedent(
+    """
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3),
+    )
+    images = torch.randn(64, 3, 16, 16)
+    images[40] = images[7]
+    images[50] = 0.25
+    dataset = TensorDataset(images, torch.arange(64))
+    """
+)
+LAYERS = ["0", "1", "4"]
+
+
+def setup():
+    namespace: dict = {}
+    exec(SETUP, namespace)
+    return namespace["model"], namespace["dataset"]
+
+
+def brute_force(model, dataset, layers, k, batch_size):
+    """Every activation kept, then sorted by (-value, image index); positions from numpy's first argmax."""
+    maps = {name: [] for name in layers}
+    handles = [
+        model.get_submodule(name).register_forward_hook(
+            lambda m, i, o, name=name: maps[name].append(o.clone())
+        )
+        for name in layers
+    ]
+    with torch.no_grad():
+        for start in range(0, len(dataset), batch_size):
+            model(torch.stack([dataset[i][0] for i in range(start, min(start + batch_size, len(dataset)))]))
+    for handle in handles:
+        handle.remove()
+    expected = {}
+    for name in layers:
+        acts = torch.cat(maps[name]).numpy()  # (N, C, H, W)
+        flat = acts.reshape(*acts.shape[:2], -1)
+        best, where = flat.max(axis=2), flat.argmax(axis=2)
+        rows = []
+        for c in range(acts.shape[1]):
+            order = sorted(range(len(acts)), key=lambda i, c=c: (-best[i, c], i))[:k]
+            rows.append((order, best[order, c], [divmod(int(where[i, c]), acts.shape[3]) for i in order]))
+        expected[name] = rows
+    return expected
+
+
+def test_scan_equals_brute_force_reference():
+    model, dataset = setup()
+    result = topk_scan(model, dataset, LAYERS, k=5, batch_size=16, progress=False)
+    expected = brute_force(model, dataset, LAYERS, k=5, batch_size=16)
+    assert result.num_images == 64 and result.k == 5
+    for name in LAYERS:
+        layer = result.layers[name]
+        assert layer.values.shape == (len(expected[name]), 5)
+        for c, (images, values, positions) in enumerate(expected[name]):
+            assert layer.images[c].tolist() == images
+            np.testing.assert_array_equal(layer.values[c], values)
+            assert layer.positions[c].tolist() == [list(p) for p in positions]
+    # the constant image 50 ties everywhere inside; the duplicate pair 7/40 ties and 7 comes first
+    ties = [c for c, (images, _, _) in enumerate(expected["0"]) if 7 in images and 40 in images]
+    for c in ties:
+        assert result.layers["0"].images[c].tolist().index(7) < result.layers["0"].images[c].tolist().index(
+            40
+        )
+
+
+def test_fewer_images_than_k_and_json_round_trip(tmp_path):
+    model, dataset = setup()
+    subset = torch.utils.data.Subset(dataset, range(3))
+    result = topk_scan(model, subset, ["3"], k=5, batch_size=2, out=tmp_path, progress=False)
+    text = (tmp_path / "topk.json").read_bytes()
+    loaded = TopK.load(tmp_path / "topk.json")
+    channel = loaded.to_json()["layers"]["3"]["channels"][0]
+    assert sorted(channel["images"]) == [0, 1, 2] and loaded.to_json() == result.to_json()
+    loaded.save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_bytes() == text
+    assert b'"version": 1' in text and not (tmp_path / ".scan-progress" / "rank0-of1.pt").exists()
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
+    model, dataset = setup()
+    topk_scan(model, dataset, LAYERS, k=4, batch_size=6, out=tmp_path / "whole", progress=False)
+
+    def stop_after_five(done):
+        if done == 5:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        topk_scan(
+            model,
+            dataset,
+            LAYERS,
+            k=4,
+            batch_size=6,
+            out=tmp_path / "cut",
+            progress=False,
+            checkpoint_every=2,
+            on_batch=stop_after_five,
+        )
+    assert not (tmp_path / "cut" / "topk.json").exists()  # nothing claims to be complete
+    saved = torch.load(tmp_path / "cut" / ".scan-progress" / "rank0-of1.pt", weights_only=True)
+    assert saved["batches_done"] == 4
+    seen = []
+    topk_scan(
+        model,
+        dataset,
+        LAYERS,
+        k=4,
+        batch_size=6,
+        out=tmp_path / "cut",
+        progress=False,
+        resume=True,
+        checkpoint_every=2,
+        on_batch=seen.append,
+    )
+    assert seen == list(range(5, 12))  # 11 batches of 6; the first 4 came from the checkpoint
+    assert (tmp_path / "cut" / "topk.json").read_bytes() == (tmp_path / "whole" / "topk.json").read_bytes()
+
+
+def test_resume_refuses_a_checkpoint_of_another_scan(tmp_path):
+    model, dataset = setup()
+    with pytest.raises(Interrupt):
+        topk_scan(
+            model,
+            dataset,
+            LAYERS,
+            k=4,
+            batch_size=6,
+            out=tmp_path,
+            progress=False,
+            checkpoint_every=1,
+            on_batch=lambda done: (_ for _ in ()).throw(Interrupt()),
+        )
+    with pytest.raises(ValueError, match="other settings or weights"):
+        topk_scan(model, dataset, LAYERS, k=3, batch_size=6, out=tmp_path, progress=False, resume=True)
+
+
+@pytest.mark.parametrize(
+    ("layers", "dataset_size", "message"),
+    [
+        (["7"], 64, r"layer='7': output \(1, 3\) has no spatial axes"),
+        (["nope"], 64, r"layers=\['nope'\]: not modules of the model"),
+        (["0"], 0, "dataset: it is empty"),
+    ],
+)
+def test_bad_input_leaves_no_result_file(tmp_path, layers, dataset_size, message):
+    model, dataset = setup()
+    (tmp_path / "topk.json").write_text("{}")  # an older result is not touched by a scan that cannot start
+    with pytest.raises(ValueError, match=message):
+        topk_scan(model, torch.utils.data.Subset(dataset, range(dataset_size)), layers, out=tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"k": 0}, "k=0"), ({"batch_size": -1}, "batch_size=-1"), ({"resume": True}, "resume=True: needs out")],
+)
+def test_bad_arguments(kwargs, message):
+    model, dataset = setup()
+    with pytest.raises(ValueError, match=message):
+        topk_scan(model, dataset, ["0"], **kwargs)
+
+
+def test_worker_processes_give_the_same_result():
+    model, dataset = setup()
+    inline = topk_scan(model, dataset, LAYERS, k=3, batch_size=16, progress=False)
+    workers = topk_scan(model, dataset, LAYERS, k=3, batch_size=16, num_workers=2, progress=False)
+    assert workers.to_json() == inline.to_json()
+
+
+def test_torchrun_two_processes_equal_one(tmp_path):
+    model, dataset = setup()
+    topk_scan(model, dataset, LAYERS, k=4, batch_size=8, out=tmp_path / "one", progress=False)
+    script = tmp_path / "scan_script.py"
+    script.write_text(
+        SETUP
+        + textwrap.dedent(
+            f"""
+            import sys
+            from deconvlab.analyses import topk_scan
+            from deconvlab.analyses.scan_distributed import process_group
+
+            with process_group():
+                topk_scan(model, dataset, {LAYERS!r}, k=4, batch_size=8, out=sys.argv[1], progress=False)
+            """
+        )
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            str(script),
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / "two" / "topk.json").read_bytes() == (tmp_path / "one" / "topk.json").read_bytes()
+    assert not list((tmp_path / "two" / ".scan-progress").glob("*.pt"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="mixed precision runs only on CUDA")
+def test_amp_matches_float32_on_gpu():
+    model, dataset = setup()
+    full = topk_scan(model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cuda")
+    half = topk_scan(model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cuda", amp=True)
+    for name in LAYERS:
+        np.testing.assert_allclose(half.layers[name].values, full.layers[name].values, rtol=2e-2, atol=2e-2)
