@@ -26,6 +26,8 @@ from deconvlab.arithmetic import (
 )
 
 MATRIX_CELL_LIMIT = 40_000  # rows x cols beyond which the page shows no matrix (it would not be legible)
+MAX_FRAMES = 150  # animations drawn live (about 20-40 ms a frame)
+MEDIA_TYPES = {"svg": "image/svg+xml", "gif": "image/gif"}
 
 
 def describe(
@@ -153,3 +155,48 @@ def tap_matrix(case: dict, transposed: bool) -> dict:
         matrix = conv_matrix((1, i, i), numbered, **params).toarray()
     out["taps"] = matrix.astype(int).tolist()
     return out
+
+
+def animation(
+    *,
+    input: int,
+    kernel: int,
+    stride: int,
+    padding: int,
+    dilation: int,
+    output_padding: int,
+    transposed: bool,
+    view: str,
+    format: str,
+) -> tuple[bytes, str]:
+    """The case drawn by ``deconvlab.arithmetic.animate`` as (bytes, media type): animated SVG or GIF.
+
+    Drawing takes tens of milliseconds per frame, so cases with more than :data:`MAX_FRAMES` frames
+    are refused with a ValueError that says so (``deconvlab animate`` draws them offline).
+    """
+    import tempfile
+    from pathlib import Path
+
+    from deconvlab.arithmetic.animate import animate, save
+
+    if not transposed and output_padding:
+        raise ValueError(f"output_padding={output_padding}: only a transposed convolution has output_padding")
+    drawn = animate(
+        input,
+        kernel,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        output_padding=output_padding,
+        transposed=transposed,
+        view=view if transposed else None,
+    )
+    if len(drawn.frames) > MAX_FRAMES:
+        raise ValueError(
+            f"this case has {len(drawn.frames)} frames; the live page draws at most {MAX_FRAMES} "
+            "(use a smaller input, or `deconvlab animate` to draw it to a file)"
+        )
+    with tempfile.TemporaryDirectory(prefix="deconvlab-animation-") as folder:
+        path = Path(folder) / f"animation.{format}"
+        save(drawn, path)
+        return path.read_bytes(), MEDIA_TYPES[format]

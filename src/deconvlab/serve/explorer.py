@@ -45,12 +45,11 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class Session:
-    """What the background thread built: the model, its dataset, its layers and their top-k scan."""
+    """What the background thread built: the model, its dataset and its layers."""
 
     loaded: Loaded
     size: int
     layers: dict[str, LayerInfo]
-    topk: Any
 
     @property
     def model(self):
@@ -67,30 +66,28 @@ class Session:
         return self.layers[name]
 
 
-class UploadStore:
-    """The last ``capacity`` uploaded images, by id (a hash of their pixels), oldest dropped first."""
+class BoundedStore:
+    """The last ``capacity`` values put in, by key, oldest dropped first; safe across threads."""
 
     def __init__(self, capacity: int) -> None:
         self._capacity = capacity
-        self._images: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._values: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, image: np.ndarray) -> str:
-        key = hashlib.sha256(image.tobytes() + repr(image.shape).encode()).hexdigest()[:16]
+    def put(self, key, value) -> None:
         with self._lock:
-            self._images[key] = image
-            self._images.move_to_end(key)
-            while len(self._images) > self._capacity:
-                self._images.popitem(last=False)
-        return key
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self._capacity:
+                self._values.popitem(last=False)
 
-    def get(self, key: str) -> np.ndarray | None:
+    def get(self, key):
         with self._lock:
-            return self._images.get(key)
+            return self._values.get(key)
 
-    def keys(self) -> list[str]:
+    def keys(self) -> list:
         with self._lock:
-            return list(self._images)
+            return list(self._values)
 
 
 class Explorer:
@@ -99,8 +96,10 @@ class Explorer:
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
         self.progress = Progress()
-        self.uploads = UploadStore(config.max_uploads_kept)
+        self.uploads = BoundedStore(config.max_uploads_kept)
+        self.animations = BoundedStore(16)
         self._session: Session | None = None
+        self._topk = None
         self._error: str | None = None
         self._done = threading.Event()
         self._model_lock = threading.Lock()
@@ -115,16 +114,18 @@ class Explorer:
             self._thread.start()
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Block until loading has finished (or failed); True when the model is ready."""
+        """Block until loading and the scan have finished (or failed); True when both succeeded."""
         self._done.wait(timeout)
-        return self._session is not None
+        return self._topk is not None
 
     def _load(self) -> None:
+        """Build the model (the Live image and Occlusion pages can start), then scan its units."""
         try:
             loader = self.config.loader or (lambda progress: default_loader(self.config, progress))
             self._session = build_session(loader(self.progress), self.config, self.progress)
+            self._topk = scan_units(self._session, self.config, self.progress)
             self.progress.start("ready")
-        except Exception as error:  # shown on the page; the server keeps serving the other pages
+        except Exception as error:  # shown on the page; the server keeps serving what it can
             self._error = f"{type(error).__name__}: {error}"
             self.progress.start("error", message=self._error)
             traceback.print_exc()
@@ -134,7 +135,7 @@ class Explorer:
     def status(self) -> dict:
         """Loading state for the page: ``state`` is "loading", "ready" or "error"."""
         state = "ready" if self._session else "error" if self._error else "loading"
-        out = {"state": state, "progress": self.progress.snapshot()}
+        out = {"state": state, "units_ready": self._topk is not None, "progress": self.progress.snapshot()}
         if self._session is not None:
             session = self._session
             out.update(
@@ -156,6 +157,16 @@ class Explorer:
         stage = self.progress.snapshot()
         raise ApiError(f"the model is still loading ({stage['stage']}: {stage['message']})", status=503)
 
+    def topk(self):
+        """The top-k scan of the layers, or a 503 while it runs (or if it failed)."""
+        self.session()
+        if self._topk is not None:
+            return self._topk
+        if self._error is not None:
+            raise ApiError(f"the scan failed: {self._error}", status=503)
+        stage = self.progress.snapshot()
+        raise ApiError(f"the scan is running ({stage['done']} of {stage['total']} images)", status=503)
+
     @contextmanager
     def model(self) -> Iterator[Session]:
         """The session, holding the model lock for the block (one engine call at a time)."""
@@ -170,7 +181,10 @@ class Explorer:
         image = decode_upload(
             data, max_bytes=self.config.max_upload_bytes, max_pixels=self.config.max_image_pixels
         )
-        return "upload:" + self.uploads.add(model_view(image, self.session().size))
+        pixels = model_view(image, self.session().size)
+        key = hashlib.sha256(pixels.tobytes()).hexdigest()[:16]  # same pixels, same reference
+        self.uploads.put(key, pixels)
+        return f"upload:{key}"
 
     def image(self, ref: str) -> np.ndarray:
         """The uint8 RGB image (size x size x 3) that ``ref`` names, as the model sees it."""
@@ -223,42 +237,58 @@ def as_uint8_image(image) -> np.ndarray:
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
         array = array.transpose(1, 2, 0)
-    return np.ascontiguousarray(array, dtype=np.uint8)
+    return np.array(array, dtype=np.uint8)  # a writable copy: dataset arrays may be read-only
 
 
 def first_of_each_class(dataset, limit: int = 500) -> list[int]:
     """Index of the first image of each class among the first ``limit`` images."""
+    labels = getattr(dataset, "labels", None)
     seen: dict[int, int] = {}
     for index in range(min(len(dataset), limit)):
-        seen.setdefault(int(dataset[index][1]), index)
+        seen.setdefault(int(labels[index] if labels is not None else dataset[index][1]), index)
     return [seen[label] for label in sorted(seen)]
 
 
 def build_session(loaded: Loaded, config: ServeConfig, progress: Progress) -> Session:
-    """Measure the layers, compute their receptive fields and run the top-k scan."""
+    """Measure the layers' output shapes and compute their receptive fields."""
     from deconvlab.analyses.features import conv_layers, layer_features
     from deconvlab.engine import receptive_field
 
     model = loaded.model.eval()
-    size = int(model.input_size[-1])
+    input_size = tuple(int(v) for v in model.input_size)
     names = list(config.layers or conv_layers(model))
     progress.start("layers", message="measuring the layers")
-    probe = loaded.dataset[0][0][None]
-    features = layer_features(model, probe, names)
+    features = layer_features(model, loaded.dataset[0][0][None], names)
     layers = {
-        name: LayerInfo(name, *features[name].shape[1:4], receptive_field(model, name, (size, size)))
+        name: LayerInfo(name, *features[name].shape[1:4], receptive_field(model, name, input_size))
         for name in names
     }
-    topk = scan_units(loaded, names, config, progress)
-    return Session(loaded=loaded, size=size, layers=layers, topk=topk)
+    return Session(loaded=loaded, size=input_size[-1], layers=layers)
 
 
-def scan_units(loaded: Loaded, layers: list[str], config: ServeConfig, progress: Progress):
-    """The top-k scan of every layer over the dataset (the Units page's grids)."""
+def scan_units(session: Session, config: ServeConfig, progress: Progress):
+    """The top-k scan of every layer over the dataset (the Units page's grids).
+
+    The scan runs on a copy of the model: its hooks must not meet the requests' forward passes, and
+    the requests should not wait for the whole scan.
+    """
+    import copy
+
+    import torch
+
     from deconvlab.analyses.scan import topk_scan
 
-    count = (
-        len(loaded.dataset) if config.scan_images is None else min(config.scan_images, len(loaded.dataset))
-    )
+    dataset = session.dataset
+    count = len(dataset) if config.scan_images is None else min(config.scan_images, len(dataset))
+    subset = dataset if count == len(dataset) else torch.utils.data.Subset(dataset, range(count))
+    batch_size = 64
     progress.start("scan", total=count, message=f"scanning {count} images for each unit's top {config.k}")
-    return topk_scan(loaded.model, loaded.dataset, layers, k=config.k)
+    return topk_scan(
+        copy.deepcopy(session.model),
+        subset,
+        list(session.layers),
+        k=config.k,
+        batch_size=batch_size,
+        progress=False,
+        on_batch=lambda batches: progress.advance(min(count, batches * batch_size)),
+    )

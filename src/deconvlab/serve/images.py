@@ -61,7 +61,7 @@ def model_view(image: np.ndarray, size: int) -> np.ndarray:
     """The image as the model sees it: shorter side to ``size``, centre crop (the data module's transform)."""
     from deconvlab.data.transforms import resize_and_crop
 
-    return resize_and_crop(Image.fromarray(as_rgb(image)), size)
+    return np.array(resize_and_crop(Image.fromarray(as_rgb(image)), size))  # writable
 
 
 def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray:

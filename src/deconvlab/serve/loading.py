@@ -13,8 +13,11 @@ use) or a registered model with a weight file (read only through the safe loader
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 from deconvlab.serve.config import Loaded, ServeConfig
 
@@ -25,17 +28,19 @@ class Progress:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._state = {"stage": "starting", "done": 0, "total": None, "message": "", "since": time.time()}
+        self._watch: Callable[[], int] | None = None
 
-    def start(self, stage: str, total: int | None = None, message: str = "") -> None:
-        """Begin a stage of ``total`` steps (None: unknown, shown as indeterminate)."""
+    def start(
+        self, stage: str, total: int | None = None, message: str = "", watch: Callable[[], int] | None = None
+    ) -> None:
+        """Begin a stage of ``total`` steps (None: unknown, shown as indeterminate).
+
+        ``watch()``, if given, is asked for the steps done whenever the progress is read (for work
+        that reports through files rather than calls).
+        """
+        state = {"stage": stage, "done": 0, "total": total, "message": message, "since": time.time()}
         with self._lock:
-            self._state = {
-                "stage": stage,
-                "done": 0,
-                "total": total,
-                "message": message,
-                "since": time.time(),
-            }
+            self._state, self._watch = state, watch
 
     def advance(self, done: int, total: int | None = None, message: str | None = None) -> None:
         """Record that ``done`` steps of the current stage are finished."""
@@ -49,7 +54,9 @@ class Progress:
     def snapshot(self) -> dict:
         """A copy of the state plus the seconds spent in the current stage."""
         with self._lock:
-            state = dict(self._state)
+            state, watch = dict(self._state), self._watch
+        if watch is not None:
+            state["done"] = watch()
         state["seconds"] = round(time.time() - state.pop("since"), 1)
         return state
 
@@ -59,20 +66,48 @@ def default_loader(config: ServeConfig, progress: Progress) -> Loaded:
     from deconvlab.data import load_dataset
 
     if config.model is None:
-        from deconvlab.training import demo_model
-
-        progress.start("training", message="training the demo model (first use only; cached afterwards)")
-        model, _ = demo_model()
+        model = _demo_model(progress)
         name = "zfnet-mini (demo)"
     else:
         from deconvlab.models import create, load_weights
 
         progress.start("model", message=f"building {config.model}")
-        probe = load_dataset(config.data, config.split, 64)
-        model = create(config.model, num_classes=len(probe.classes))
+        size = create(config.model, num_classes=1).input_size[-1]  # only for the input size
+        progress.start("data", message=f"loading the {config.data!r} dataset ({config.split} split)")
+        dataset = load_dataset(config.data, config.split, size)
+        model = create(config.model, num_classes=len(dataset.classes))
         if config.weights is not None:
+            progress.start("model", message=f"loading {config.weights} (safe loader: tensors only)")
             load_weights(model, config.weights)
-        name = config.model
+        return Loaded(model=model, dataset=dataset, name=config.model)
     progress.start("data", message=f"loading the {config.data!r} dataset ({config.split} split)")
     dataset = load_dataset(config.data, config.split, model.input_size[-1])
     return Loaded(model=model, dataset=dataset, name=name)
+
+
+def _demo_model(progress: Progress):
+    """``deconvlab.training.demo_model()``, saying whether it trains (first use) or loads its cache."""
+    from deconvlab._io import cache_dir
+    from deconvlab.training import DEMO_CONFIG, demo_model
+
+    run_dir = cache_dir() / "demo"
+    if (run_dir / "final.pt").is_file():
+        progress.start("model", message="loading the cached demo model")
+    else:
+        progress.start(
+            "training",
+            total=DEMO_CONFIG["epochs"],
+            message="training the demo model on the built-in dataset (first use only, a few minutes on "
+            "2 cores; cached afterwards)",
+            watch=lambda: epochs_done(run_dir / "metrics.json"),
+        )
+    model, _ = demo_model(progress=False)
+    return model
+
+
+def epochs_done(metrics: Path) -> int:
+    """Epochs recorded in a training run's ``metrics.json`` (written atomically after each epoch)."""
+    try:
+        return len(json.loads(metrics.read_text())["epochs"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0

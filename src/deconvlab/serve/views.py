@@ -6,12 +6,12 @@ an occluder that fits) and calls the library under the explorer's model lock:
 ``deconvlab.engine.project`` for projections, ``deconvlab.analyses.features.layer_features`` for
 activation maps, ``deconvlab.analyses.occlusion.occlusion_map`` for occlusion.
 
-Projections are shown as the paper shows them: each one scaled by its own largest absolute value
-around mid-grey, ``128 + 127 * p / max|p|`` per pixel and channel (an all-zero projection is flat grey).
+Pictures are drawn as the HTML report draws them (``deconvlab.report.figures``): each projection
+scaled by its own largest absolute value around mid-grey, patches cut to the receptive field and
+padded with grey where the field leaves the image.
 
->>> import numpy as np
->>> projection_image(np.array([[[-2.0, 0.0]], [[1.0, 2.0]], [[0.0, 0.0]]])).tolist()
-[[[1, 192, 128], [128, 255, 128]]]
+>>> occlusion_positions(64, 16, 4)   # (floor((64 - 16) / 4) + 1) ** 2
+169
 """
 
 from __future__ import annotations
@@ -21,18 +21,12 @@ import base64
 import numpy as np
 import torch
 
+from deconvlab.report.figures import crop, projection_rgb, tile
 from deconvlab.serve.explorer import Explorer, LayerInfo
 from deconvlab.serve.images import data_url
 from deconvlab.serve.params import ApiError
 
 RULES = ("deconvnet", "guided", "gradient")
-
-
-def projection_image(projection: np.ndarray) -> np.ndarray:
-    """A (C, H, W) projection as uint8 (H, W, 3): mid-grey is zero, scaled by the largest |value|."""
-    scale = float(np.abs(projection).max())
-    scaled = projection / scale if scale > 0 else np.zeros_like(projection)
-    return np.rint(128 + 127 * scaled).clip(0, 255).astype(np.uint8).transpose(1, 2, 0)
 
 
 def check_position(info: LayerInfo, channel: int, y: int, x: int, where: str = "unit") -> None:
@@ -44,6 +38,43 @@ def check_position(info: LayerInfo, channel: int, y: int, x: int, where: str = "
                 f"{where}.{name}={value}: out of range; layer {info.name!r} has output "
                 f"({info.channels}, {info.height}, {info.width}), so {name} must be in [0, {size})"
             )
+
+
+def units(explorer: Explorer, *, layer: str) -> dict:
+    """Every channel's top-k dataset units from the scan, channels with the strongest unit first."""
+    topk = explorer.topk()
+    info = explorer.session().layer(layer)
+    lists = topk.layers[info.name]
+    channels = [
+        {
+            "channel": channel,
+            "units": [
+                {"image": f"dataset:{image}", "value": value, "y": y, "x": x}
+                for image, value, (y, x) in lists.entries(channel)
+            ],
+        }
+        for channel in range(info.channels)
+    ]
+    channels = [channel for channel in channels if channel["units"]]
+    channels.sort(key=lambda channel: -channel["units"][0]["value"])
+    return {"layer": info.name, "k": topk.k, "num_images": topk.num_images, "channels": channels}
+
+
+def unit_grid(explorer: Explorer, *, layer: str, channel: int, cell: int = 48) -> np.ndarray:
+    """A channel's top-k image patches (receptive fields, strongest first) tiled 3 per row."""
+    topk = explorer.topk()
+    session = explorer.session()
+    info = session.layer(layer)
+    if channel >= info.channels:
+        raise ApiError(f"channel={channel}: out of range; layer {layer!r} has {info.channels} channels")
+    field = info.receptive_field
+    patches = [
+        crop(explorer.image(f"dataset:{image}"), field.box(y, x), size=field.size)
+        for image, _, (y, x) in topk.layers[layer].entries(channel)
+    ]
+    if not patches:
+        raise ApiError(f"channel={channel}: no scanned image activates it", status=404)
+    return tile(patches, columns=3, cell=cell)
 
 
 def project_units(
@@ -90,7 +121,7 @@ def _projection_json(unit, image, projection, activation, box, crop, values) -> 
         **unit,
         "activation": activation,
         "box": [y0, y1, x0, x1],
-        "projection": data_url(projection_image(shown)),
+        "projection": data_url(projection_rgb(torch.from_numpy(shown))),
         "blank": not bool(np.any(shown)),
     }
     if crop:
@@ -129,11 +160,7 @@ def activation_maps(explorer: Explorer, *, image: str, layer: str) -> dict:
 
 
 def occlusion_positions(size: int, window: int, stride: int) -> int:
-    """How many occluder positions a square image gets: ``(floor((size - window) / stride) + 1) ** 2``.
-
-    >>> occlusion_positions(64, 16, 4)
-    169
-    """
+    """How many occluder positions a square image gets: ``(floor((size - window) / stride) + 1) ** 2``."""
     return ((size - window) // stride + 1) ** 2
 
 
@@ -192,6 +219,6 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
             "probability": float(torch.softmax(logits[0].double(), dim=0)[target]),
             "prediction": prediction,
         },
-        "projection": data_url(projection_image(projection)),
+        "projection": data_url(projection_rgb(torch.from_numpy(projection))),
         "box": [int(v) for v in info.receptive_field.box(y, xx)],
     }
