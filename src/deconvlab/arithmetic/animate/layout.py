@@ -48,6 +48,7 @@ def font(size: int, bold: bool = False):
     return ImageFont.truetype(str(root / "mpl-data" / "fonts" / "ttf" / name), size)
 
 
+@functools.lru_cache(maxsize=8192)
 def text_width(text: str, size: int, bold: bool = False) -> float:
     return font(size, bold).getlength(text)
 
@@ -56,11 +57,12 @@ def line_height(size: int) -> int:
     return round(size * 1.35)
 
 
-def wrap(text: str, width: float, size: int, bold: bool = False) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def wrap(text: str, width: float, size: int, bold: bool = False) -> tuple[str, ...]:
     """Greedy word wrap to ``width`` pixels.
 
     >>> wrap("a b c", 1000, 12), len(wrap("word " * 40, 200, 12)) > 1
-    (['a b c'], True)
+    (('a b c',), True)
     """
     lines: list[str] = []
     for word in text.split(" "):
@@ -68,7 +70,7 @@ def wrap(text: str, width: float, size: int, bold: bool = False) -> list[str]:
             lines[-1] = f"{lines[-1]} {word}"
         else:
             lines.append(word)
-    return lines or [""]
+    return tuple(lines) or ("",)
 
 
 @dataclass(frozen=True)

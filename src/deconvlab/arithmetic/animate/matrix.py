@@ -61,6 +61,7 @@ def matrix_picture(case: Case) -> Frame:
         names = (f"C {rows}×{cols}: the convolution x → y", f"Cᵀ {cols}×{rows}: its transpose, y → x")
         step = "C's row o holds the kernel placed at output o's window; Cᵀ = the transposed convolution"
     caption = (parameter_line(case),
-               "entry (o, j) of C holds w[k] when j = o·s − p + k·d on every axis (indices in C order)")
+               "entry (o, j) of C holds w[k] when j = o·s − p + k·d on every axis (indices in C order); "
+               "colour and label: which weight")
     return Frame("Convolution as a matrix", (_panel(names[0], index, case), _panel(names[1], index.T, case)),
-                 caption, step, (Kind.KERNEL, Kind.ZERO))
+                 caption, step, (Kind.ZERO,))

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -24,8 +25,19 @@ from deconvlab.arithmetic.animate.layout import (
     font,
     frame_ops,
 )
-from deconvlab.arithmetic.animate.model import Frame
-from deconvlab.arithmetic.animate.style import BACKGROUND, GRID_LINE, hatch_ink, hatch_segments
+from deconvlab.arithmetic.animate.model import Frame, Kind
+from deconvlab.arithmetic.animate.style import (
+    BACKGROUND,
+    DARK_TEXT,
+    FILL,
+    GRID_LINE,
+    KERNEL_TINT,
+    LIGHT_TEXT,
+    blend,
+    hatch_ink,
+    hatch_segments,
+    rgb,
+)
 
 BORDER = 3  # width of the kernel footprint's border, inside the grid line
 FRAME_MS = 700
@@ -97,21 +109,27 @@ def _erase_texts(image: Image.Image, ops) -> None:
 def save_gif(images: Sequence[Image.Image], path: str | os.PathLike, frame_ms: int = FRAME_MS) -> None:
     """An endlessly looping GIF, written atomically; the last frame stays twice as long."""
     durations = [frame_ms] * (len(images) - 1) + [2 * frame_ms]
-    palette = _shared_palette(images)
+    palette = gif_palette()
     frames = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
     write_atomic(path, lambda f: frames[0].save(
         f, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
     ))
 
 
-def _shared_palette(images: Sequence[Image.Image]) -> Image.Image:
-    """One 256-colour palette from the first and last frames side by side (they hold every colour:
-    the first has the untouched cells, the last the done ones)."""
-    first, last = images[0], images[-1]
-    both = Image.new("RGB", (first.width * 2, first.height))
-    both.paste(first, (0, 0))
-    both.paste(last, (first.width, 0))
-    return both.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+@functools.lru_cache(maxsize=1)
+def gif_palette() -> Image.Image:
+    """One fixed palette for every GIF: each fill (plain and under the kernel), and its blends with the
+    dark and the light text colour (the anti-aliased edges of letters)."""
+    fills = {*FILL.values(), GRID_LINE, BACKGROUND}
+    fills |= {blend(fill, FILL[Kind.KERNEL], KERNEL_TINT) for fill in set(fills)}
+    fills |= {hatch_ink(fill) for fill in set(fills)}
+    colours = {DARK_TEXT, LIGHT_TEXT} | fills
+    for ink in (DARK_TEXT, LIGHT_TEXT):
+        colours |= {blend(fill, ink, amount) for fill in fills for amount in (0.25, 0.5, 0.75)}
+    flat = [channel for colour in sorted(colours) for channel in rgb(colour)]  # 155 colours
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(flat)
+    return palette
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> None:

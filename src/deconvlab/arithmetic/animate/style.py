@@ -13,6 +13,7 @@ also hatched, and kernel cells carry a thick border and the label of their weigh
 from __future__ import annotations
 
 import colorsys
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,12 +70,14 @@ def hex_colour(value) -> str:
     return "#" + "".join(f"{round(v):02x}" for v in value)
 
 
+@functools.lru_cache(maxsize=1024)
 def luminance(colour: str) -> float:
     """Grey level (ITU-R 601, what Pillow's ``convert("L")`` uses), 0-255."""
     r, g, b = rgb(colour)
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
+@functools.lru_cache(maxsize=1024)
 def blend(base: str, top: str, amount: float) -> str:
     """``amount`` of ``top`` over ``base``.
 
@@ -84,10 +87,12 @@ def blend(base: str, top: str, amount: float) -> str:
     return hex_colour([(1 - amount) * a + amount * b for a, b in zip(rgb(base), rgb(top), strict=True)])
 
 
+@functools.lru_cache(maxsize=1024)
 def text_colour(fill: str) -> str:
     return LIGHT_TEXT if luminance(fill) < 120 else DARK_TEXT
 
 
+@functools.lru_cache(maxsize=1024)
 def hatch_ink(fill: str) -> str:
     """Hatching a bit darker than light cells, lighter than dark ones."""
     return "#a0a0a0" if luminance(fill) < 120 else "#8a8a8a"
