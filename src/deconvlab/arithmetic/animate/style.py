@@ -26,7 +26,7 @@ FILL = {
     Kind.ACTIVE: "#d9480f",
     Kind.INPUT: "#4a90d9",
     Kind.DONE: "#6cbf66",
-    Kind.OUTPUT_PADDING: "#f0a868",
+    Kind.OUTPUT_PADDING: "#eca060",
     Kind.OUTPUT: "#a9dfa1",
     Kind.INSERTED_ZERO: "#ffe9a0",
     Kind.PADDING: "#ffffff",
