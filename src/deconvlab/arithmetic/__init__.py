@@ -4,6 +4,7 @@ Nothing here imports torch at module level; only ``conv_transpose(..., method="g
 imports it lazily.
 """
 
+from deconvlab.arithmetic.animate import animate
 from deconvlab.arithmetic.conv import conv
 from deconvlab.arithmetic.geometry import ConvGeometry, TransposeGeometry, conv_geometry, transpose_geometry
 from deconvlab.arithmetic.matrix import TransposeVsInverse, conv_matrix, transpose_vs_inverse
@@ -21,6 +22,7 @@ __all__ = [
     "DirectConv",
     "TransposeGeometry",
     "TransposeVsInverse",
+    "animate",
     "conv",
     "conv_geometry",
     "conv_matrix",
