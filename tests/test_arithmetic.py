@@ -232,6 +232,7 @@ def test_float32_stays_float32_and_matches_torch(method):
     np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
+@pytest.mark.filterwarnings(SAME_COPY_WARNING)
 def test_conv_float32_stays_float32():
     rng = np.random.default_rng(4)
     x = rng.standard_normal((1, 2, 6, 5)).astype(np.float32)
@@ -283,3 +284,16 @@ def test_transpose_vs_inverse_with_overlap_and_when_tall():
     assert (tall.matrix_shape, tall.rank) == ((3, 2), 2)
     np.testing.assert_allclose(tall.transpose_gram_error, 2.0, rtol=1e-12)
     assert tall.pinv_gram_error < 1e-12 and tall.pinv_reconstruction_error < 1e-12
+
+
+@pytest.mark.parametrize("method", [None, *METHODS])
+def test_views_with_negative_strides_are_accepted(method):
+    """Flipped views (negative strides) in, the same numbers as contiguous copies."""
+    rng = np.random.default_rng(5)
+    x, w = rng.standard_normal((1, 2, 5, 4))[..., ::-1], rng.standard_normal((2, 3, 3, 2))[:, :, ::-1]
+    expected = F.conv_transpose2d(torch.from_numpy(x.copy()), torch.from_numpy(w.copy()), stride=2).numpy()
+    assert_rel_close(conv_transpose(x, w, stride=2, method=method), expected)
+    assert_rel_close(
+        conv(x, w.swapaxes(0, 1), padding=1),
+        F.conv2d(torch.from_numpy(x.copy()), torch.from_numpy(w.swapaxes(0, 1).copy()), padding=1).numpy(),
+    )

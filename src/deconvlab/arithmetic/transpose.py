@@ -154,7 +154,7 @@ def _gradient(x: np.ndarray, w: np.ndarray, geo: TransposeGeometry) -> np.ndarra
     convs = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
     if geo.ndim not in convs:
         raise ValueError(f"method='gradient': torch has conv1d/2d/3d only, x has {geo.ndim} spatial axes")
-    u = torch.zeros((x.shape[0], geo.out_channels, *geo.output_size), dtype=torch.from_numpy(x).dtype)
+    u = torch.from_numpy(np.zeros((x.shape[0], geo.out_channels, *geo.output_size), x.dtype))
     u.requires_grad_(True)
     weight = torch.from_numpy(np.ascontiguousarray(w))
     y = convs[geo.ndim](
