@@ -7,5 +7,6 @@ nothing is kept in module globals.
 
 from deconvlab.serve.app import create_app
 from deconvlab.serve.config import Loaded, ServeConfig
+from deconvlab.serve.server import background_server
 
-__all__ = ["Loaded", "ServeConfig", "create_app"]
+__all__ = ["Loaded", "ServeConfig", "background_server", "create_app"]

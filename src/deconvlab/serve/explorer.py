@@ -13,8 +13,8 @@ Images are named by references: ``"dataset:12"`` (an image of the scanned datase
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
-import traceback
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +27,8 @@ from deconvlab.serve.config import Loaded, ServeConfig
 from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
 from deconvlab.serve.loading import Progress, default_loader
 from deconvlab.serve.params import ApiError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ class Explorer:
         except Exception as error:  # shown on the page; the server keeps serving what it can
             self._error = f"{type(error).__name__}: {error}"
             self.progress.start("error", message=self._error)
-            traceback.print_exc()
+            log.exception("the explorer could not load its model")
         finally:
             self._done.set()
 
