@@ -84,7 +84,8 @@ class GalleryItem:
     files: tuple[str, ...]
 
 
-def _row_cases(row: GalleryRow) -> list[tuple[str, str, Case]]:
+def row_cases(row: GalleryRow) -> list[tuple[str, str, Case]]:
+    """(file stem, label, case) of each animation of a row: the conv, the transposed in both views."""
     cases = []
     if row.conv is not None:
         cases.append((row.name, "convolution", make_case(**row.conv)))
@@ -108,7 +109,7 @@ def render_gallery(directory: str | os.PathLike, formats=GALLERY_FORMATS) -> dic
     started = time.perf_counter()
     for row in GALLERY:
         items = []
-        for stem, label, case in _row_cases(row):
+        for stem, label, case in row_cases(row):
             animation = build_animation(case)
             files = []
             for suffix in formats:
