@@ -268,6 +268,9 @@ def test_swaps_into_a_sklearn_pipeline(digits):
     np.testing.assert_array_equal(pipeline.predict(train), direct.predict(features))
     assert clone(rbm).get_params() == rbm.get_params()
     np.testing.assert_allclose(rbm.to_sklearn().transform(train), rbm.transform(train), rtol=1e-12)
+    back = BernoulliRBM.from_sklearn(rbm.to_sklearn())
+    assert back.get_params() == {**rbm.get_params(), "k": 1, "persistent": True, "n_chains": None}
+    np.testing.assert_array_equal(back.components_, rbm.components_)
 
 
 def test_filters_picture_tiles_every_hidden_unit():

@@ -85,7 +85,7 @@ class BernoulliRBM:
     ``batch_size``; more chains give a less noisy negative phase at little cost, each chain row
     then counting ``batch_size / n_chains`` data rows). Extra methods: ``free_energy``, ``pseudo_likelihood``,
     ``hidden_probabilities``, ``visible_probabilities``, ``reconstruct``, ``filters_picture``,
-    ``to_sklearn``.
+    ``to_sklearn``, ``from_sklearn``.
     """
 
     def __init__(
@@ -123,6 +123,7 @@ class BernoulliRBM:
         "persistent",
         "n_chains",
     )
+    _FITTED = ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_")
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor's arguments, as scikit-learn's ``clone`` and ``GridSearchCV`` expect."""
@@ -407,6 +408,18 @@ class BernoulliRBM:
             raise ValueError(f"image_shape={image_shape!r}: {h}x{w} != n_features_in_={self.n_features_in_}")
         return tile(np.asarray(self.components_).reshape(-1, h, w), scale=scale)
 
+    @classmethod
+    def from_sklearn(cls, fitted) -> BernoulliRBM:
+        """This class holding a fitted scikit-learn ``BernoulliRBM``'s parameters and weights."""
+        if not hasattr(fitted, "components_"):
+            raise ValueError(f"fitted={fitted!r}: not a fitted BernoulliRBM (no components_)")
+        params = {name: value for name, value in fitted.get_params().items() if name in cls._PARAMS}
+        rbm = cls(**params)
+        for name in cls._FITTED:
+            setattr(rbm, name, np.array(getattr(fitted, name), dtype=np.float64))
+        rbm.n_features_in_ = rbm.components_.shape[1]
+        return rbm
+
     def to_sklearn(self):
         """A fitted ``sklearn.neural_network.BernoulliRBM`` with these weights (needs scikit-learn)."""
         from sklearn.neural_network import BernoulliRBM as SklearnRBM
@@ -414,13 +427,8 @@ class BernoulliRBM:
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items() if k not in ("k", "persistent", "n_chains")}
         other = SklearnRBM(**params)
-        for name in (
-            "components_",
-            "intercept_hidden_",
-            "intercept_visible_",
-            "h_samples_",
-            "n_features_in_",
-        ):
+        for name in self._FITTED:
             setattr(other, name, np.copy(getattr(self, name)))
+        other.n_features_in_ = self.n_features_in_
         other._n_features_out = self.n_components
         return other
