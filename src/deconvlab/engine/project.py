@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deconvlab.engine import autograd
+from deconvlab.engine import autograd, mirror
 from deconvlab.engine._model import (
     as_unit_rows,
     check_inputs,
@@ -37,7 +37,7 @@ from deconvlab.engine._model import (
 )
 from deconvlab.engine.rules import Rule, get_rule
 
-ENGINES = ("autograd",)
+ENGINES = ("autograd", "mirror")
 SEEDS = ("activation", "one")
 MEMORY_BUDGET = 2**30  # bytes of backward buffers per chunk when no chunk_size is given
 
@@ -92,8 +92,10 @@ def project(
         raise ValueError(f"chunk_size={chunk_size!r}: expected a positive int or None")
     find_layer(model, layer)
     rows = as_unit_rows(units)
+    _check_image_indices(rows[:, 0], len(inputs))
+    run = _project_autograd if engine == "autograd" else _project_mirror
     with frozen_eval(model):
-        projections, info = _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
+        projections, info = run(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
     projections.projection_info = info
     log.info("project: %s", info)
     return projections
@@ -102,7 +104,6 @@ def project(
 def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
     """The autograd engine over all images: one forward per image that has units."""
     images = rows[:, 0]
-    _check_image_indices(images, len(inputs))
     projections = None
     backward_passes = 0
     order = np.unique(images.numpy())
@@ -117,8 +118,38 @@ def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_
         mine_projections = autograd.backward_units(x, output, rows[mine, 1:], seed, chunk_size)
         projections[mine.to(inputs.device)] = mine_projections
         backward_passes += -(-len(mine) // chunk_size)
+    chunk_size = min(chunk_size, len(rows))
     info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(order), backward_passes)
     return projections, info
+
+
+def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
+    """The mirror engine: one forward pass for all images, then the units go down in chunks.
+
+    Without a ``chunk_size``, the first unit goes down alone and its largest window sets the chunk size.
+    """
+    calls, output = mirror.record_forward(model, inputs, layer, rule, allow_vjp)
+    check_units(rows, layer, tuple(output.shape))
+    rows = rows.to(inputs.device)
+    projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
+    bounds, backward_passes = [], 0
+    if chunk_size is None:
+        peak = _mirror_chunk(calls, output, rows[:1], projections[:1], rule, seed, allow_vjp)
+        chunk_size, bounds, backward_passes = max(1, MEMORY_BUDGET // (4 * peak)), [1], 1
+    for start in range(bounds[0] if bounds else 0, len(rows), chunk_size):
+        chunk = slice(start, start + chunk_size)
+        _mirror_chunk(calls, output, rows[chunk], projections[chunk], rule, seed, allow_vjp)
+        backward_passes += 1
+    chunk_size = min(chunk_size, len(rows))
+    info = ProjectionInfo("mirror", rule.name, seed, len(rows), chunk_size, len(inputs), backward_passes)
+    return projections, info
+
+
+def _mirror_chunk(calls, output, rows, out, rule, seed, allow_vjp) -> int:
+    """Write the projections of ``rows`` into ``out``; return the largest window's bytes."""
+    signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, allow_vjp)
+    out.copy_(mirror.to_full(signal, out.shape[-2:]).reshape(out.shape))
+    return peak
 
 
 def strongest_units(model: nn.Module, inputs: torch.Tensor, layer: str, channels=None) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""deconvlab.project against Captum's NeuronDeconvolution on a ZFNet-sized network, measured in one run.
+
+The task (issue 4): ZFNet (``deconvlab.models.create("zfnet")``, random weights), 224x224 input, conv5
+(``features.12``): the strongest activation of each of the 256 channels in each of 9 images, 2,304
+projections. Captum is called once per channel with the 9 images batched (a callable neuron selector
+picks each image's own position). Its contrast-normalisation layers are swapped for Identity in both
+runs: Captum backpropagates through them, the paper's deconvnet (ours) passes the signal unchanged,
+and the comparison must be of the same computation.
+
+Captum's full run takes minutes on a laptop CPU, so by default it is timed on ``--captum-channels``
+channels and extrapolated linearly to 256 (each channel is one independent call of the same cost);
+its projections are compared with ours on those channels. ``--captum-channels 256`` runs all of it.
+
+    .venv/bin/python benchmarks/deconvnet.py            # prints the figures quoted in the README
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import torch
+from captum.attr import NeuronDeconvolution
+from torch import nn
+
+from deconvlab.engine import project, strongest_units
+from deconvlab.models import create
+
+LAYER = "features.12"  # conv5
+
+
+def zfnet_without_contrast_norm() -> nn.Module:
+    torch.manual_seed(0)
+    model = create("zfnet", num_classes=1000).eval()
+    for index, module in enumerate(model.features):
+        if isinstance(module, nn.LocalResponseNorm):
+            model.features[index] = nn.Identity()
+    return model
+
+
+def run_captum(model: nn.Module, images: torch.Tensor, units: torch.Tensor, channels: list[int]):
+    """Captum's projections of ``units`` for ``channels``, one call per channel; and the seconds taken."""
+    deconvolution = NeuronDeconvolution(model, model.get_submodule(LAYER))
+    rows = torch.arange(len(images))
+    results = {}
+    start = time.perf_counter()
+    for channel in channels:
+        mine = units[units[:, 1] == channel]  # one row per image, in image order
+        ys, xs = mine[:, 2], mine[:, 3]
+
+        def selector(output, channel=channel, ys=ys, xs=xs):
+            return output[rows, channel, ys, xs]
+
+        attribution = deconvolution.attribute(images.clone().requires_grad_(True), neuron_selector=selector)
+        results[channel] = attribution.detach()
+    return results, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=9)
+    parser.add_argument("--captum-channels", type=int, default=8, help="channels Captum is timed on")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", category=UserWarning, module="captum")
+    model = zfnet_without_contrast_norm()
+    images = torch.randn(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    units = strongest_units(model, images, LAYER)  # (image, channel, y, x), image by image
+    units_by_channel = units[torch.argsort(units[:, 1] * len(images) + units[:, 0])]
+    channels = list(range(256))[:: max(1, 256 // args.captum_channels)][: args.captum_channels]
+    print(f"ZFNet conv5, {len(images)} images 224x224, {len(units)} projections; torch threads "
+          f"{torch.get_num_threads()}")  # fmt: skip
+
+    theirs, captum_seconds = run_captum(model, images, units_by_channel, channels)
+    captum_total = captum_seconds * 256 / len(channels)
+    print(f"captum NeuronDeconvolution: {captum_seconds:.1f} s for {len(channels)} channels "
+          f"-> {captum_total:.1f} s for 256 (extrapolated linearly)")  # fmt: skip
+
+    for engine in ("mirror", "autograd"):
+        start = time.perf_counter()
+        ours = project(model, images, LAYER, units, rule="deconvnet", engine=engine, seed="one")
+        seconds = time.perf_counter() - start
+        worst = 0.0
+        for channel in channels:
+            got = ours[units[:, 1] == channel]
+            worst = max(worst, float((got - theirs[channel]).abs().max() / theirs[channel].abs().max()))
+        info = ours.projection_info
+        print(f"deconvlab engine={engine}: {seconds:.1f} s for {len(units)} (chunk {info.chunk_size}, "
+              f"{info.backward_passes} passes); speedup x{captum_total / seconds:.1f}; "
+              f"max |diff| / max |captum| = {worst:.1e}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

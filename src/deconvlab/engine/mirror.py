@@ -1,0 +1,326 @@
+"""The ``"mirror"`` engine: Zeiler & Fergus' explicit deconvnet, built from this image's forward pass.
+
+Each module of the chain (see ``trace``) is undone by its mirror step, in reverse order:
+
+=====================================  =============================================================
+forward module                          mirror step
+=====================================  =============================================================
+Conv2d                                  conv_transpose2d with the same weight, **no bias**
+Linear                                  ``R @ W`` (W^T applied), no bias
+ReLU (module)                           the rule (deconvnet ``max(R, 0)``, guided, gradient)
+MaxPool2d, AdaptiveMaxPool2d            unpool through the recorded switches, *summing* where
+                                        overlapping windows chose the same input (as the gradient
+                                        does; ``MaxUnpool2d`` would keep only one of them)
+AvgPool2d, AdaptiveAvgPool2d            their transposes (the vector-Jacobian product of a linear map)
+Flatten, Unflatten, view/flatten        the inverse reshape
+Dropout (eval), Identity                identity
+BatchNorm (eval)                        its linear scale only, ``R * weight / sqrt(running_var + eps)``
+LocalResponseNorm, CrossMapLRN2d        identity under deconvnet and guided: the original deconvnet
+                                        does not invert contrast normalisation (nor does Mahendran &
+                                        Vedaldi's code); its true gradient under "gradient"
+=====================================  =============================================================
+
+Any other module raises a ValueError naming its type, unless ``allow_vjp=True``: then its plain
+vector-Jacobian product at the recorded input is used (ReLUs called inside it still follow the rule).
+
+Speed: the forward pass runs once for all images; the switches and ReLU masks it records serve every
+unit. Units go down together, a chunk at a time, and each unit carries only the window of the current
+map that its receptive field covers (1x1 at the unit, growing by each layer's kernel), cropped to the
+map: outside its receptive field a projection is exactly zero, and the work is that of the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deconvlab.engine.autograd import rule_relus
+from deconvlab.engine.receptive import window_parameters
+from deconvlab.engine.rules import Rule
+from deconvlab.engine.trace import Call, trace_chain
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What goes down: per unit, the window of the current map that can be non-zero.
+
+    ``values`` (M, C, h, w) with ``origin`` (M, 2), each window's top-left in the map; or (M, F) with
+    ``origin`` None below a flatten. ``images`` (M,) says which image's records each unit uses.
+    """
+
+    values: torch.Tensor
+    origin: torch.Tensor | None
+    images: torch.Tensor
+
+
+def record_forward(model: nn.Module, inputs: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool):
+    """Forward ``inputs`` once up to ``layer``; return the chain of calls (with switches and masks) and
+    the layer's output. The model must already be frozen (``frozen_eval``)."""
+
+    def record(module: nn.Module, x: torch.Tensor, output: torch.Tensor):
+        step = _step_for(module, rule, allow_vjp)
+        return step.record(module, x, output) if step.record else None
+
+    with torch.no_grad():
+        return trace_chain(model, inputs, layer, record)
+
+
+def reverse(calls: list[Call], signal: Signal, rule: Rule, allow_vjp: bool) -> tuple[Signal, int]:
+    """Pass ``signal`` down every call, last to first; also return the largest window's bytes."""
+    peak = signal.values.numel() * signal.values.element_size()
+    for call in reversed(calls):
+        step = _step_for(call.module, rule, allow_vjp)
+        signal = step.reverse(call, signal, rule)
+        peak = max(peak, signal.values.numel() * signal.values.element_size())
+    return signal, peak
+
+
+def seed_signal(output: torch.Tensor, units: torch.Tensor, seed: str) -> Signal:
+    """Each unit's starting signal: its own activation (``seed="activation"``) or 1, alone in a 1x1
+    window at the unit (4D layer) or at its feature (2D layer).
+
+    >>> out = torch.arange(8.0).view(1, 2, 2, 2)
+    >>> signal = seed_signal(out, torch.tensor([[0, 1, 1, 0]]), "activation")
+    >>> signal.values.flatten().tolist(), signal.origin.tolist()
+    ([0.0, 6.0], [[1, 0]])
+    """
+    units = units.to(output.device)
+    rows = torch.arange(len(units), device=output.device)
+    values = output[tuple(units.T)] if seed == "activation" else output.new_ones(len(units))
+    if output.ndim == 2:
+        seeds = output.new_zeros((len(units), output.shape[1]))
+        seeds[rows, units[:, 1]] = values
+        return Signal(seeds, None, units[:, 0])
+    seeds = output.new_zeros((len(units), output.shape[1], 1, 1))
+    seeds[rows, units[:, 1], 0, 0] = values
+    return Signal(seeds, units[:, 2:4].clone(), units[:, 0])
+
+
+def to_full(signal: Signal, map_size) -> torch.Tensor:
+    """The windows placed into zero maps of ``map_size`` (H, W): (M, C, H, W). Windows must lie inside.
+
+    >>> signal = Signal(torch.ones(1, 1, 2, 2), torch.tensor([[1, 0]]), torch.tensor([0]))
+    >>> to_full(signal, (3, 3))[0, 0].tolist()
+    [[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
+    """
+    values, origin = signal.values, signal.origin
+    if origin is None or (tuple(values.shape[-2:]) == tuple(map_size) and not origin.any()):
+        return values
+    m, c, h, w = values.shape
+    full = values.new_zeros((m, c, *map_size))
+    rows, ys, xs = _window_indices(origin, (h, w))
+    full.permute(0, 2, 3, 1).index_put_((rows, ys, xs), values.permute(0, 2, 3, 1))
+    return full
+
+
+def gather_windows(maps: torch.Tensor, images: torch.Tensor, origin: torch.Tensor, size) -> torch.Tensor:
+    """Windows (M, C, h, w) of ``maps`` (N, C, H, W) at ``origin`` in image ``images``; zero outside.
+
+    >>> maps = torch.arange(9.0).view(1, 1, 3, 3)
+    >>> gather_windows(maps, torch.tensor([0]), torch.tensor([[-1, 1]]), (2, 2))[0, 0].tolist()
+    [[0.0, 0.0], [1.0, 2.0]]
+    """
+    height, width = maps.shape[-2:]
+    rows, ys, xs = _window_indices(origin, size)
+    picked = maps[images[rows], :, ys.clamp(0, height - 1), xs.clamp(0, width - 1)].permute(0, 3, 1, 2)
+    inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)  # (M, h, w)
+    return picked if inside.all() else picked.masked_fill(~inside[:, None], 0)
+
+
+def fit_to_map(signal: Signal, map_size) -> Signal:
+    """Crop each window to the map: at most the map's size, shifted inside it (nothing inside is lost)."""
+    values, origin = signal.values, signal.origin
+    size = tuple(min(have, limit) for have, limit in zip(values.shape[-2:], map_size, strict=True))
+    limit = torch.tensor([map_size[0] - size[0], map_size[1] - size[1]], device=origin.device)
+    fitted = torch.minimum(origin.clamp(min=0), limit)
+    if size == tuple(values.shape[-2:]) and torch.equal(fitted, origin):
+        return signal
+    rows = torch.arange(len(values), device=values.device)
+    return replace(signal, values=gather_windows(values, rows, fitted - origin, size), origin=fitted)
+
+
+def _window_indices(origin: torch.Tensor, size):
+    """Broadcastable (M, 1, 1), (M, h, 1), (M, 1, w) indices of the windows' positions."""
+    rows = torch.arange(len(origin), device=origin.device)[:, None, None]
+    ys = origin[:, 0, None, None] + torch.arange(size[0], device=origin.device)[None, :, None]
+    xs = origin[:, 1, None, None] + torch.arange(size[1], device=origin.device)[None, None, :]
+    return rows, ys, xs
+
+
+def _map_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    return tuple(shape[-2:])
+
+
+# ---- mirror steps: how each module type is recorded in the forward pass and undone ------------------
+
+
+@dataclass(frozen=True)
+class Step:
+    """``reverse(call, signal, rule) -> signal``; ``record(module, input, output)`` keeps what it needs."""
+
+    reverse: object
+    record: object = None
+
+
+def _reverse_conv(call: Call, signal: Signal, rule: Rule) -> Signal:
+    module = call.module
+    if module.padding_mode != "zeros":
+        raise ValueError(
+            f"module {call.name!r} (Conv2d with padding_mode={module.padding_mode!r}): the mirror engine "
+            "only transposes zero-padded convolutions; use engine='autograd'"
+        )
+    kernel, stride, padding, dilation = window_parameters(module, call.input_shape[-2:])
+    values = F.conv_transpose2d(
+        signal.values, module.weight, None, stride=stride, dilation=dilation, groups=module.groups
+    )  # no bias: the reverse pass is linear in the signal
+    origin = _origin_below(signal.origin, stride, padding)
+    return fit_to_map(replace(signal, values=values, origin=origin), _map_size(call.input_shape))
+
+
+def _origin_below(origin: torch.Tensor, stride, padding) -> torch.Tensor:
+    """Top-left of a window's input span: output position o starts at input ``o * s - p``."""
+    device = origin.device
+    return origin * torch.tensor(stride, device=device) - torch.tensor(padding, device=device)
+
+
+def _record_switches(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """Flat index into (H_in * W_in) of each output's maximum: the paper's switches."""
+    if isinstance(module, nn.AdaptiveMaxPool2d):
+        return F.adaptive_max_pool2d(x, module.output_size, return_indices=True)[1]
+    kernel, stride, padding, dilation = window_parameters(module, x.shape[-2:])
+    return F.max_pool2d(x, kernel, stride, padding, dilation, module.ceil_mode, return_indices=True)[1]
+
+
+def _reverse_max_pool(call: Call, signal: Signal, rule: Rule) -> Signal:
+    module, device = call.module, signal.values.device
+    input_size = _map_size(call.input_shape)
+    if isinstance(module, nn.AdaptiveMaxPool2d):  # irregular windows: unpool the whole map
+        values = to_full(signal, _map_size(call.output_shape))
+        origin = torch.zeros((len(values), 2), dtype=torch.long, device=device)
+        origin_in, size_in = origin, input_size
+    else:
+        values, origin = signal.values, signal.origin
+        kernel, stride, padding, dilation = window_parameters(module, input_size)
+        origin_in = _origin_below(origin, stride, padding)
+        size_in = tuple(
+            (h - 1) * s + d * (k - 1) + 1
+            for h, s, d, k in zip(values.shape[-2:], stride, dilation, kernel, strict=True)
+        )  # the input span of h windows, as conv_transpose2d with padding 0 gives
+    switches = gather_windows(call.data, signal.images, origin, values.shape[-2:])
+    ys = switches // input_size[1] - origin_in[:, 0, None, None, None]
+    xs = switches % input_size[1] - origin_in[:, 1, None, None, None]
+    index = (ys * size_in[1] + xs).flatten(2)
+    m, c = values.shape[:2]
+    unpooled = values.new_zeros((m, c, size_in[0] * size_in[1])).scatter_add_(2, index, values.flatten(2))
+    signal = Signal(unpooled.view(m, c, *size_in), origin_in, signal.images)
+    return fit_to_map(signal, input_size)
+
+
+def _record_positive(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    return output > 0  # == (forward input > 0), also after an in-place ReLU
+
+
+def _reverse_relu(call: Call, signal: Signal, rule: Rule) -> Signal:
+    if signal.origin is None:
+        positive = call.data[signal.images]
+    else:
+        positive = gather_windows(call.data, signal.images, signal.origin, signal.values.shape[-2:])
+    return replace(signal, values=rule.backward(positive, signal.values))
+
+
+def _reverse_linear(call: Call, signal: Signal, rule: Rule) -> Signal:
+    values = to_full(signal, _map_size(call.output_shape)) @ call.module.weight  # W^T R, no bias
+    return _whole_maps(values, signal.images)
+
+
+def _reverse_batch_norm(call: Call, signal: Signal, rule: Rule) -> Signal:
+    module = call.module
+    if module.running_var is None:
+        raise ValueError(
+            f"module {call.name!r} ({type(module).__name__} with track_running_stats=False): in eval mode "
+            "it normalises by batch statistics, not a fixed scale; use engine='autograd'"
+        )
+    scale = torch.rsqrt(module.running_var + module.eps)
+    if module.weight is not None:
+        scale = scale * module.weight
+    shape = (1, -1) + (1,) * (signal.values.ndim - 2)
+    return replace(signal, values=signal.values * scale.view(shape))
+
+
+def _reverse_identity(call: Call, signal: Signal, rule: Rule) -> Signal:
+    return signal
+
+
+def _reverse_reshape(call: Call, signal: Signal, rule: Rule) -> Signal:
+    values = to_full(signal, _map_size(call.output_shape)).reshape(len(signal.values), *call.input_shape[1:])
+    return _whole_maps(values, signal.images)
+
+
+def _record_input(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    return x.detach().clone()
+
+
+def _reverse_vjp(call: Call, signal: Signal, rule: Rule) -> Signal:
+    """The vector-Jacobian product of the module at its recorded input (zeros for a linear module)."""
+    values = to_full(signal, _map_size(call.output_shape)) if signal.origin is not None else signal.values
+    if call.data is None:
+        x = values.new_zeros((len(values), *call.input_shape[1:]))
+    else:
+        x = call.data[signal.images.to(call.data.device)]
+    x.requires_grad_(True)
+    with torch.enable_grad(), rule_relus(rule, allow_vjp=True):
+        output = call.module(x)
+    (values,) = torch.autograd.grad(output, x, values)
+    return _whole_maps(values, signal.images)
+
+
+def _whole_maps(values: torch.Tensor, images: torch.Tensor) -> Signal:
+    """A signal whose windows are the whole maps (or flat, for 2D values)."""
+    if values.ndim == 2:
+        return Signal(values, None, images)
+    return Signal(values, torch.zeros((len(values), 2), dtype=torch.long, device=values.device), images)
+
+
+LINEAR_MAP = Step(_reverse_vjp)
+IDENTITY = Step(_reverse_identity)
+MIRROR_STEPS = {
+    nn.Conv2d: Step(_reverse_conv),
+    nn.Linear: Step(_reverse_linear),
+    nn.ReLU: Step(_reverse_relu, _record_positive),
+    nn.MaxPool2d: Step(_reverse_max_pool, _record_switches),
+    nn.AdaptiveMaxPool2d: Step(_reverse_max_pool, _record_switches),
+    nn.AvgPool2d: LINEAR_MAP,
+    nn.AdaptiveAvgPool2d: LINEAR_MAP,
+    nn.Flatten: Step(_reverse_reshape),
+    nn.Unflatten: Step(_reverse_reshape),
+    nn.Dropout: IDENTITY,
+    nn.Dropout2d: IDENTITY,
+    nn.AlphaDropout: IDENTITY,
+    nn.Identity: IDENTITY,
+    nn.BatchNorm1d: Step(_reverse_batch_norm),
+    nn.BatchNorm2d: Step(_reverse_batch_norm),
+}
+NORMALISATIONS = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
+RESHAPE = Step(_reverse_reshape)
+VJP_AT_INPUT = Step(_reverse_vjp, _record_input)
+
+
+def _step_for(module: nn.Module | None, rule: Rule, allow_vjp: bool) -> Step:
+    """The mirror step of a module (None: a reshape between modules)."""
+    if module is None:
+        return RESHAPE
+    if isinstance(module, NORMALISATIONS):
+        return IDENTITY if rule.skip_normalisation else VJP_AT_INPUT
+    step = MIRROR_STEPS.get(type(module))
+    if step is not None:
+        return step
+    if allow_vjp:
+        return VJP_AT_INPUT
+    known = ", ".join(sorted({t.__name__ for t in (*MIRROR_STEPS, *NORMALISATIONS)}))
+    raise ValueError(
+        f"module of type {type(module).__name__}: the mirror engine has no mirror step for it (known: "
+        f"{known}); pass allow_vjp=True to use its vector-Jacobian product, or use engine='autograd'"
+    )
