@@ -492,12 +492,12 @@ def _frame_title(case: Case, n: int, count: int) -> str:
 
 
 def _numbers(case: Case, x, w, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Input and kernel as 2D arrays: the given ones (checked), or small random integers."""
+    """Input and kernel as 2D arrays: the given ones (checked), or small random integers (``seed``)."""
     rng = np.random.default_rng(seed)
     drawn_in = case.input_size[2 - case.ndim :]
     drawn_k = case.kernel_size[2 - case.ndim :]
-    x = rng.integers(0, 4, drawn_in) if x is None else np.asarray(x, dtype=float)
-    w = rng.integers(0, 3, drawn_k) if w is None else np.asarray(w, dtype=float)
+    x = rng.integers(1, 4, drawn_in) if x is None else np.asarray(x, dtype=float)  # 1…3: every stamp shows
+    w = rng.integers(-1, 3, drawn_k) if w is None else np.asarray(w, dtype=float)  # -1…2: sums can cancel
     for name, array, shape in (("x", x, drawn_in), ("w", w, drawn_k)):
         if array.shape != shape:
             raise ValueError(f"{name} has shape {array.shape}: expected {shape} for this case")
