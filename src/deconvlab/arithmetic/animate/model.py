@@ -453,6 +453,7 @@ def _scatter_frames(case: Case, x: np.ndarray | None, w: np.ndarray | None):
     input_text = {} if x is None else {cell: format_number(x[cell]) for cell in _positions(i)}
     kernel = _kernel_panel(case, w, flipped=False)
     touched: set[Cell] = set()
+    cropping = f", padding {values_text(case, p)} cropped each side" if any(p) else ""
     frames = []
     positions = _positions(i)
     for n, (jy, jx) in enumerate(positions):
@@ -470,8 +471,8 @@ def _scatter_frames(case: Case, x: np.ndarray | None, w: np.ndarray | None):
                        done=frozenset(positions[:n]), values=None if x is None else x.astype(float),
                        text=input_text)
         output = Panel(
-            f"output y {_size_text(case, out_shape)} (canvas {_size_text(case, roles.shape)}, "
-            f"cropped by {_size_text(case, p)})", roles, footprint=footprint,
+            f"output y {_size_text(case, out_shape)} (canvas {_size_text(case, roles.shape)}{cropping})",
+            roles, footprint=footprint,
             done=frozenset(touched), values=None if canvas is None else canvas.copy(),
             text=_value_text(canvas), subtext=_footprint_subtext(footprint, case, w),
         )
