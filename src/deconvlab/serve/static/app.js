@@ -35,6 +35,14 @@ function debounce(fn, ms) {
   return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
 }
 
+// Each view keeps only the answer to its latest request: a slower, older answer is dropped.
+const latest = {};
+function ticket(view) {
+  latest[view] = (latest[view] || 0) + 1;
+  const mine = latest[view];
+  return () => latest[view] === mine;
+}
+
 function element(tag, props = {}, children = []) {
   const node = document.createElement(tag);
   Object.assign(node, props);
@@ -106,21 +114,37 @@ async function drawImageWithBox(canvas, src, box, size) {
 
 async function pollStatus() {
   const status = await api("/api/status");
+  const firstReady = status.state === "ready" && !(state.status && state.status.state === "ready");
   state.status = status;
-  const bar = $("status-bar"), p = status.progress;
-  $("status").hidden = status.state === "ready";
-  if (status.state === "loading") {
-    $("status-text").textContent = `Preparing the model: ${p.stage}` +
-      (p.message ? ` — ${p.message}` : "") + ` (${p.seconds} s)`;
-    if (p.total) { bar.max = p.total; bar.value = p.done; } else { bar.removeAttribute("value"); }
-    setTimeout(pollStatus, 1000);
-    return;
+  showProgress(status);
+  if (status.state === "loading" || (status.state === "ready" && !status.units_ready)) {
+    setTimeout(() => pollStatus().catch(showError), 1000);
   }
+  if (firstReady) {
+    prepareControls(status);
+    await refreshImages();
+    showPage(currentPage(), true);
+  } else if (status.units_ready && currentPage() === "units" && !state.pages.units) {
+    showPage("units", true);
+  }
+}
+
+function showProgress(status) {
+  const bar = $("status-bar"), p = status.progress;
+  const busy = status.state === "loading" || (status.state === "ready" && !status.units_ready);
+  $("status").hidden = !(busy || status.state === "error");
+  bar.hidden = status.state === "error";
   if (status.state === "error") {
     $("status-text").textContent = `The model could not be loaded: ${p.message}`;
-    bar.hidden = true;
-    return;
+  } else if (busy) {
+    const what = status.state === "loading" ? "Preparing the model" : "Scanning the dataset for the Units page";
+    const count = p.total ? ` ${p.done} of ${p.total},` : "";
+    $("status-text").textContent = `${what}: ${p.stage}${p.message ? ` (${p.message})` : ""} —${count} ${p.seconds} s`;
+    if (p.total) { bar.max = p.total; bar.value = p.done; } else { bar.removeAttribute("value"); }
   }
+}
+
+function prepareControls(status) {
   $("model-name").textContent = `${status.model} · ${status.input_size}×${status.input_size} · ` +
     `${status.classes.length} classes · ${status.dataset_size} dataset images`;
   for (const select of [$("units-layer"), $("live-layer")]) {
@@ -129,8 +153,9 @@ async function pollStatus() {
     })));
   }
   $("live-layer").value = status.layers[Math.min(1, status.layers.length - 1)].name;
-  await refreshImages();
-  showPage(currentPage(), true);
+  $("units-layer").value = status.layers[status.layers.length - 1].name;
+  $("occ-window").max = Math.floor(status.input_size / 2);
+  $("occ-stride").max = Math.floor(status.input_size / 4);
 }
 
 function currentPage() {
@@ -144,7 +169,7 @@ function showPage(name, modelChanged = false) {
     link.classList.toggle("active", link.dataset.page === name);
   }
   showError(null);
-  const ready = state.status && state.status.state === "ready";
+  const ready = state.status && state.status.state === "ready" && (name !== "units" || state.status.units_ready);
   if (name === "arithmetic") arithmetic();
   else if (ready && (modelChanged || !state.pages[name])) {
     state.pages[name] = true;
@@ -154,9 +179,12 @@ function showPage(name, modelChanged = false) {
 
 async function refreshImages(selected) {
   state.images = await api("/api/images");
+  if (!selected && !$("occ-image").value && state.images.dataset.length) {
+    $("occ-image").dataset.initial = state.images.dataset[0];  // occlusion: an image with a true label
+  }
   const groups = [["samples", "scikit-image photos"], ["dataset", "dataset (one per class)"], ["uploads", "uploads"]];
   for (const select of document.querySelectorAll(".image-select")) {
-    const keep = selected || select.value;
+    const keep = selected || select.value || select.dataset.initial;
     select.replaceChildren(...groups.filter(([key]) => state.images[key].length).map(([key, label]) =>
       element("optgroup", { label }, state.images[key].map((ref) => element("option", { value: ref, textContent: ref })))));
     if (keep && [...select.options].some((o) => o.value === keep)) select.value = keep;
@@ -167,7 +195,9 @@ async function refreshImages(selected) {
 
 async function loadUnits() {
   const layer = $("units-layer").value;
+  const current = ticket("units");
   const data = await api(`/api/units?${query({ layer })}`);
+  if (!current()) return;
   state.units = data;
   $("unit-detail").hidden = true;
   $("units-grid").replaceChildren(...data.channels.map((channel) => {
@@ -194,7 +224,9 @@ async function projectUnit() {
   if (!channel) return;
   const rule = checkedValue("units-rule");
   const units = channel.units.map((u) => ({ image: u.image, channel: channel.channel, y: u.y, x: u.x }));
+  const current = ticket("unit");
   const data = await api("/api/project", { layer: state.units.layer, units, rule, crop: true });
+  if (!current()) return;
   $("unit-title").textContent = `${data.layer}, channel ${channel.channel}: ${rule} projections of its top ` +
     `${units.length} units`;
   $("unit-projections").replaceChildren(...data.projections.map((p) =>
@@ -209,11 +241,13 @@ async function projectUnit() {
 async function loadLive() {
   const image = $("live-image").value, layer = $("live-layer").value;
   const size = state.status.input_size;
+  const current = ticket("live");
   state.live = { image, layer, unit: null };
-  await drawImageWithBox($("live-canvas"), `/api/image.png?${query({ ref: image })}`, null, size);
   $("live-projection").removeAttribute("src");
   $("live-caption").textContent = "click a position on a feature map below";
   const data = await api("/api/activations", { image, layer });
+  if (!current()) return;
+  await drawImageWithBox($("live-canvas"), `/api/image.png?${query({ ref: image })}`, null, size);
   const [channels, h, w] = data.shape;
   const bytes = Uint8Array.from(atob(data.maps), (c) => c.charCodeAt(0));
   const order = [...Array(channels).keys()].sort((a, b) => data.channel_max[b] - data.channel_max[a]);
@@ -232,6 +266,7 @@ async function loadLive() {
     box.dataset.channel = c;
     return box;
   }));
+  Object.assign($("live-maps").dataset, { image, layer });
 }
 
 async function liveProject(channel, y, x, box) {
@@ -240,7 +275,9 @@ async function liveProject(channel, y, x, box) {
   state.live.unit = { channel, y, x };
   const { image, layer } = state.live;
   const rule = checkedValue("live-rule");
+  const current = ticket("live-unit");
   const data = await api("/api/project", { layer, rule, units: [{ image, channel, y, x }] });
+  if (!current()) return;
   const p = data.projections[0];
   $("live-projection").src = p.projection;
   $("live-caption").textContent = `${layer} channel ${channel} at (${y}, ${x}): activation ` +
@@ -264,7 +301,9 @@ async function occlusion() {
   const image = $("occ-image").value;
   const window = Number($("occ-window").value), stride = Number($("occ-stride").value);
   $("occ-window-value").textContent = window; $("occ-stride-value").textContent = stride;
+  const current = ticket("occlusion");
   const data = await api("/api/occlusion", { image, window, stride });
+  if (!current()) return;
   const size = state.status.input_size;
   await drawImageWithBox($("occ-input"), `/api/image.png?${query({ ref: image })}`, [0, window, 0, window], size);
   const [lo, hi] = range(data.activation);
@@ -296,16 +335,21 @@ function arithmeticParams() {
     input.nextElementSibling.textContent = input.value;
   }
   params.transposed = $("arith-transposed").checked;
+  const outputPadding = document.querySelector('#arith-controls input[data-param="output_padding"]');
+  outputPadding.disabled = !params.transposed;
   if (!params.transposed) params.output_padding = "0";
   return params;
 }
 
 async function arithmetic() {
   const params = arithmeticParams();
+  const current = ticket("arithmetic");
   let data;
   try {
     data = await api(`/api/arithmetic?${query(params)}`);
+    if (!current()) return;
   } catch (error) {
+    if (!current()) return;
     $("arith-error").textContent = error.message;
     $("arith-error").hidden = false;
     $("arith-result").hidden = true;
