@@ -48,10 +48,9 @@ class Kind(IntEnum):
     OUTPUT_PADDING = 5
     CROPPED = 6
     ZERO = 7  # a zero entry of a matrix picture
-    # overlays, never a base role
-    FOOTPRINT = 8
-    ACTIVE = 9
-    DONE = 10
+    # overlays, never a base role (the kernel's footprint is drawn in the KERNEL colour)
+    ACTIVE = 8
+    DONE = 9
 
 
 @dataclass(frozen=True)
@@ -169,10 +168,6 @@ class Panel:
     @property
     def shape(self) -> tuple[int, int]:
         return self.roles.shape
-
-    def cells_of(self, kind: Kind) -> set[Cell]:
-        """The cells whose base role is ``kind``."""
-        return {(int(r), int(c)) for r, c in zip(*np.nonzero(self.roles == kind), strict=True)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -340,10 +335,11 @@ def _footprint_subtext(footprint: Mapping[Cell, Cell], case: Case, w: np.ndarray
     return {cell: "×" + format_number(w[k]) for cell, k in footprint.items()}
 
 
-def _output_panel(case, roles, active, done, values, title="output y") -> Panel:
-    text = _value_text(values)
-    return Panel(f"{title} {_size_text(case, case.output_size)}", roles, active=frozenset(active),
-                 done=frozenset(done), values=values, text=text)
+def _output_panel(case: Case, active: Cell, done: Sequence[Cell], values: np.ndarray | None) -> Panel:
+    """The output grid: the cell being written, the cells done, their values in numbers mode."""
+    roles = np.full(case.output_size, Kind.OUTPUT, dtype=np.int8)
+    return Panel(f"output y {_size_text(case, case.output_size)}", roles, active=frozenset({active}),
+                 done=frozenset(done), values=values, text=_value_text(values))
 
 
 def _size_text(case: Case, size: tuple[int, int]) -> str:
@@ -360,9 +356,9 @@ LEGEND_SCATTER = (Kind.INPUT, Kind.KERNEL, Kind.OUTPUT, Kind.OUTPUT_PADDING, Kin
 
 
 def _legend(candidates: tuple[Kind, ...], panels: Sequence[Panel]) -> tuple[Kind, ...]:
-    """The legend keeps base roles that occur in some panel, and every overlay."""
+    """The legend keeps the base roles that occur in some panel, the kernel, and the overlays."""
     present = set().union(*(set(np.unique(p.roles).tolist()) for p in panels))
-    return tuple(k for k in candidates if k >= Kind.FOOTPRINT or k in present or k == Kind.KERNEL)
+    return tuple(k for k in candidates if k in present or k in (Kind.KERNEL, Kind.ACTIVE, Kind.DONE))
 
 
 def _conv_frames(case: Case, x: np.ndarray | None, w: np.ndarray | None):
@@ -389,8 +385,7 @@ def _conv_frames(case: Case, x: np.ndarray | None, w: np.ndarray | None):
             f"input x {_size_text(case, case.input_size)}{padding_note}", roles, footprint=footprint,
             values=padded, text=_value_text(padded), subtext=_footprint_subtext(footprint, case, w),
         )
-        output = _output_panel(case, np.full(out_shape, Kind.OUTPUT, dtype=np.int8), [(oy, ox)],
-                               positions[:n], None if result is None else result.copy())
+        output = _output_panel(case, (oy, ox), positions[:n], None if result is None else result.copy())
         panels = (source, kernel, output)
         frames.append(Frame(_frame_title(case, n, len(positions)), panels, case_caption(case), step,
                             _legend(LEGEND_CONV, panels)))
@@ -432,8 +427,7 @@ def _direct_frames(case: Case, x: np.ndarray | None, w: np.ndarray | None):
             roles, footprint=footprint, values=values, text=_value_text(values),
             subtext=_footprint_subtext(footprint, case, w),
         )
-        output = _output_panel(case, np.full(out_shape, Kind.OUTPUT, dtype=np.int8), [(oy, ox)],
-                               positions[:n], None if result is None else result.copy())
+        output = _output_panel(case, (oy, ox), positions[:n], None if result is None else result.copy())
         panels = (source, kernel, output)
         frames.append(Frame(_frame_title(case, n, len(positions)), panels, case_caption(case), step,
                             _legend(LEGEND_DIRECT, panels)))

@@ -32,7 +32,6 @@ FILL = {
     Kind.PADDING: "#ffffff",
     Kind.ZERO: "#f2f2f2",
 }
-FILL[Kind.FOOTPRINT] = FILL[Kind.KERNEL]
 
 HATCH = {
     Kind.PADDING: "diagonal",
