@@ -26,6 +26,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600); outputs are ordinary files
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
