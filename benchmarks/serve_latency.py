@@ -9,7 +9,10 @@ server adds: JSON parsing, checks, the activation read-out, PNG encoding, HTTP.
 
 Goal (issue 8): median at most 200 ms on 2 CPU cores.
 
-    python benchmarks/serve_latency.py [--requests 60] [--threads 2]
+    python benchmarks/serve_latency.py [--requests 60] [--threads 2] [--random-weights]
+
+``--random-weights`` serves zfnet-mini with seeded random weights instead (same layers, same work
+per request; no training needed), for a quick measurement.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def timed(call, repeats: int, warmup: int = 5) -> list[float]:
-    """Seconds per call, after ``warmup`` untimed calls."""
-    for _ in range(warmup):
-        call()
-    times = []
+def interleaved(calls: dict, repeats: int, warmup: int = 5) -> dict[str, list[float]]:
+    """Seconds per call of each callable, taken in turn (so both see the same machine load)."""
+    for call in calls.values():
+        for _ in range(warmup):
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
+        for name, call in calls.items():
+            began = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - began)
     return times
 
 
@@ -42,6 +47,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=60, help="timed requests (and direct calls)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the goal is on 2 cores)")
+    parser.add_argument("--random-weights", action="store_true", help="skip training: random zfnet-mini")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -49,9 +55,17 @@ def main() -> None:
 
     from deconvlab.data import normalize
     from deconvlab.engine import project
-    from deconvlab.serve import ServeConfig, background_server, create_app
+    from deconvlab.serve import Loaded, ServeConfig, background_server, create_app
 
-    app = create_app(ServeConfig())
+    def random_weights(progress) -> Loaded:
+        from deconvlab.data import load_dataset
+        from deconvlab.models import create
+
+        torch.manual_seed(0)
+        model = create("zfnet-mini", num_classes=12)
+        return Loaded(model, load_dataset("builtin", "val", 64), "zfnet-mini (random weights)")
+
+    app = create_app(ServeConfig(loader=random_weights if args.random_weights else None))
     with background_server(app) as url:
         explorer = app.state.explorer
         began = time.perf_counter()
@@ -67,22 +81,27 @@ def main() -> None:
         body = {"layer": layer, "units": [{"image": f"dataset:{image}", "channel": channel, "y": y, "x": x}]}
         print(f"unit: layer {layer}, channel {channel}, dataset image {image}, position ({y}, {x})")
 
+        inputs = normalize(session.dataset.image(image))[None]
+        rows = torch.tensor([[0, channel, y, x]])
         with httpx.Client(base_url=url, timeout=60) as client:
+
             def request() -> None:
                 response = client.post("/api/project", json=body)
                 response.raise_for_status()
 
-            served = timed(request, args.requests)
+            times = interleaved(
+                {
+                    "HTTP request (deconvlab serve)": request,
+                    "direct project() call": lambda: project(session.model, inputs, layer, rows),
+                },
+                args.requests,
+            )
 
-        inputs = normalize(session.dataset.image(image))[None]
-        rows = torch.tensor([[0, channel, y, x]])
-        direct = timed(lambda: project(session.model, inputs, layer, rows), args.requests)
-
-    rows_out = [("HTTP request (deconvlab serve)", served), ("direct project() call", direct)]
-    print(f"\n{args.requests} timed calls each, torch threads = {torch.get_num_threads()}")
+    served, direct = times.values()
+    print(f"\n{args.requests} timed calls each, interleaved, torch threads = {torch.get_num_threads()}")
     print(f"{'':32} {'median ms':>10} {'p95 ms':>10}")
-    for name, times in rows_out:
-        print(f"{name:32} {1000 * statistics.median(times):10.1f} {1000 * percentile(times, 95):10.1f}")
+    for name, seconds in times.items():
+        print(f"{name:32} {1000 * statistics.median(seconds):10.1f} {1000 * percentile(seconds, 95):10.1f}")
     ratio = statistics.median(served) / statistics.median(direct)
     print(f"\nratio request / direct call (median): {ratio:.2f}x")
     median_ms = 1000 * statistics.median(served)

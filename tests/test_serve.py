@@ -596,3 +596,25 @@ def test_json_body_size_is_limited_too(client):
     big = json.dumps({"layer": LAYER, "units": [{"image": "dataset:0", "channel": 0, "y": 0, "x": 0}] * 9000})
     response = client.post("/api/project", content=big.encode())
     assert response.status_code == 413 and "limit" in response.json()["error"]
+
+
+def test_a_loopback_server_answers_only_loopback_host_names():
+    from deconvlab.cli.serve import LOOPBACK_NAMES
+
+    guarded = create_app(ServeConfig(loader=tiny_loader, allowed_hosts=LOOPBACK_NAMES))
+    with TestClient(guarded, base_url="http://127.0.0.1:8000") as client:
+        assert client.get("/api/arithmetic").status_code == 200
+        assert client.get("/api/arithmetic", headers={"host": "localhost:8000"}).status_code == 200
+        rebound = client.get("/api/arithmetic", headers={"host": "attacker.example:8000"})  # DNS rebinding
+        assert rebound.status_code == 400
+
+
+def test_training_progress_counts_the_epochs_in_metrics_json(tmp_path):
+    from deconvlab.serve.loading import epochs_done
+
+    metrics = tmp_path / "metrics.json"
+    assert epochs_done(metrics) == 0  # not written yet
+    metrics.write_text(json.dumps({"config": {}, "epochs": [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}]}))
+    assert epochs_done(metrics) == 3
+    metrics.write_text("{half a file")
+    assert epochs_done(metrics) == 0
