@@ -27,7 +27,6 @@ order, the last one short), the same persistent-CD update and the same ``score_s
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import time
 from collections.abc import Callable
@@ -36,23 +35,13 @@ import numpy as np
 import torch
 
 from deconvlab.tied._contrastive import BatchWorkspace, stack_batches
+from deconvlab.tied._threads import single_thread
 
 # draw(n_batches, n_model) -> logits of uniforms, (n_batches, k, n_model, n_visible) and
 # (n_batches, k, n_model, n_hidden): the thresholds of every Bernoulli sample in those batches.
 ThresholdDraw = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
 
 _BATCHES_PER_DRAW = 256
-
-
-@contextlib.contextmanager
-def _single_thread():
-    """torch on one thread inside the block: tiny matrices lose time to thread hand-offs."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(saved)
 
 
 def check_random_state(seed) -> np.random.RandomState:
@@ -375,7 +364,7 @@ class BernoulliRBM:
         rng = check_random_state(self.random_state)
         self._initialise(X.shape[1], rng)
         draw = self._torch_draw(self._generator(rng), torch.float32)
-        with _single_thread():
+        with single_thread():
             self._run_epochs(X, self.n_iter, draw, torch.float32)
         return self
 
@@ -389,7 +378,7 @@ class BernoulliRBM:
         if not hasattr(self, "components_"):
             self._initialise(X.shape[1], self.random_state_)
         draw = self._torch_draw(self._generator(self.random_state_), torch.float32)
-        with _single_thread():
+        with single_thread():
             self._run_epochs(X, 1, draw, torch.float32, batch_size=len(X))
         return self
 
