@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import NeuronDeconvolution, NeuronGuidedBackprop
-from test_engine import EXPECTED, EXPECTED_PLUS_ONE, REFERENCE_INPUT, OneConv
 from torch import nn
 
 from deconvlab.engine import project, receptive_field, strongest_units
+from test_engine import EXPECTED, EXPECTED_PLUS_ONE, REFERENCE_INPUT, OneConv
 
 RULES = ("deconvnet", "guided", "gradient")
 
@@ -173,9 +173,8 @@ def test_receptive_field_boxes_are_the_support_of_the_gradient(layer):
     for (y, x), grad in zip(positions, grads, strict=True):
         support = torch.nonzero(grad.abs().sum(dim=0))  # union over the images
         y0, y1, x0, x1 = field.box(y, x)
-        assert (support[:, 0].min(), support[:, 0].max() + 1, support[:, 1].min(), support[:, 1].max() + 1) == (
-            y0, y1, x0, x1,
-        )  # fmt: skip
+        rows, columns = support[:, 0], support[:, 1]
+        assert (rows.min(), rows.max() + 1, columns.min(), columns.max() + 1) == (y0, y1, x0, x1)
 
 
 def test_receptive_field_of_zfnet_matches_the_arithmetic():
@@ -214,14 +213,17 @@ class Residual(nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
-@pytest.mark.parametrize("rule, captum", [("deconvnet", NeuronDeconvolution), ("guided", NeuronGuidedBackprop)])
+@pytest.mark.parametrize(
+    "rule, captum", [("deconvnet", NeuronDeconvolution), ("guided", NeuronGuidedBackprop)]
+)
 def test_residual_block_with_functional_relus_equals_captum_on_modules(rule, captum):
     torch.manual_seed(9)
     reference = Residual(functional=False)
     functional = Residual(functional=True)
     functional.load_state_dict(reference.state_dict())
     images = torch.randn(2, 3, 10, 10)
-    theirs = captum(reference, reference.head).attribute(images.clone().requires_grad_(True), (1, 3, 4)).detach()
+    attribution = captum(reference, reference.head).attribute(images.clone().requires_grad_(True), (1, 3, 4))
+    theirs = attribution.detach()
     units = torch.tensor([[0, 1, 3, 4], [1, 1, 3, 4]])
     for model in (reference, functional):
         ours = project(model, images, "head", units, rule=rule, seed="one")
@@ -264,7 +266,7 @@ def test_bad_inputs_get_clear_errors():
         project(model, image, "0", [[0, 0, 0, 0], [0, 0, 0, 2]])
     with pytest.raises(ValueError, match=r"image_index=1 out of range \[0, 1\)"):
         project(model, image, "1", [[1, 0, 0, 0]], engine="mirror")
-    with pytest.raises(ValueError, match=r"inputs of shape \(1, 3, 5\): expected 4 dimensions.*inputs\[None\]"):
+    with pytest.raises(ValueError, match=r"inputs of shape \(1, 3, 5\): expected 4 dim.*inputs\[None\]"):
         project(model, image[0], "1", [[0, 0, 0, 0]])
     with pytest.raises(ValueError, match=r"units of shape \(1, 3\)"):
         project(model, image, "1", [[0, 0, 0]])
@@ -274,7 +276,7 @@ def test_bad_inputs_get_clear_errors():
         project(model, image, "1", [[0, 0, 0, 0]], engine="fast")
     with pytest.raises(ValueError, match=r"module of type Softplus"):
         project(nn.Sequential(nn.Conv2d(1, 1, 1), nn.Softplus()), image, "1", [[0, 0, 0, 0]], engine="mirror")
-    with pytest.raises(ValueError, match=r"'layers.1' \(Conv2d\) does not start from the output of .*'layers.0'"):
+    with pytest.raises(ValueError, match=r"'layers.1' \(Conv2d\) does not start from .*'layers.0'"):
         project(Functional(), image, "layers.1", [[0, 0, 0, 0]], engine="mirror")
 
 
