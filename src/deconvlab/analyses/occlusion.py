@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from deconvlab.analyses.occlusion_incremental import plan_incremental
+from deconvlab.analyses.scan_hooks import evaluating
 from deconvlab.arithmetic.shapes import as_tuple
 
 DEFAULT_BATCH_SIZE = 64
@@ -89,8 +90,10 @@ def occlusion_map(
     positions_x = torch.arange(0, width - window[1] + 1, stride[1])
     corners = torch.cartesian_prod(positions_y, positions_x).reshape(-1, 2)
     batch = batch_size or DEFAULT_BATCH_SIZE
-    with torch.inference_mode(), _evaluating(model):
-        plan = plan_incremental(model, images[:1], corners, window, layer_name) if incremental else None
+    with torch.inference_mode(), evaluating(model):
+        plan = (
+            plan_incremental(model, images[:1], corners, window, layer_name, batch) if incremental else None
+        )
         per_image = [
             _occlude_image(model, plan, image[None], corners, window, baseline, layer_name, batch)
             for image in images
@@ -114,11 +117,11 @@ def _occlude_image(model, plan, image, corners, window, baseline, layer_name, ba
     clean = plan.clean_activations(image) if plan is not None else None
     logits, sums = [], []
     for begin in range(0, len(corners), batch):
-        positions = torch.arange(begin, min(begin + batch, len(corners)))
+        positions = slice(begin, min(begin + batch, len(corners)))
         if plan is None:
             out, acts = _full_batch(model, image, corners[positions], window, baseline, layer_name)
         else:
-            patch = image.new_full((len(positions), image.shape[1], *window), float(baseline))
+            patch = image.new_full((len(corners[positions]), image.shape[1], *window), float(baseline))
             out, acts = plan.run(clean, positions, patch)
         logits.append(_check_logits(out).float().cpu())
         if layer_name is not None:
@@ -153,18 +156,6 @@ def _recording(module: nn.Module, name: str) -> Iterator[list[Tensor]]:
         yield outputs
     finally:
         handle.remove()
-
-
-@contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode, and every submodule back in its own mode afterwards."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in modes:
-            module.training = training
 
 
 def _channel_sums(output: Tensor, layer_name: str) -> Tensor:

@@ -170,6 +170,51 @@ def _node_function(gm: fx.GraphModule, node: fx.Node) -> Callable[[Tensor], Tens
 
 
 @dataclass
+class _Assembly:
+    """Where each pixel of a region comes from, for every occluder position: the unoccluded map or the
+    position's box. Both are rows (one per pixel, C columns) of one buffer: the unoccluded map first
+    (``map_pixels`` rows), then the boxes of a batch of ``batch`` positions. ``index`` (positions, Ly, Lx)
+    holds, for each region pixel, its row in that buffer, so one ``index_select`` builds a whole batch of
+    regions (input crops, or output maps with the box pasted in) without a Python loop."""
+
+    index: Tensor
+    map_pixels: int
+    box_pixels: int
+
+    @classmethod
+    def build(cls, region_starts: Tensor, region_size, box_starts: Tensor, box_size, map_size, batch: int):
+        ys = region_starts[:, 0, None] + torch.arange(region_size[0])  # (positions, Ly)
+        xs = region_starts[:, 1, None] + torch.arange(region_size[1])
+        box_ys, box_xs = ys - box_starts[:, 0, None], xs - box_starts[:, 1, None]
+        in_y, in_x = (box_ys >= 0) & (box_ys < box_size[0]), (box_xs >= 0) & (box_xs < box_size[1])
+        from_box = in_y[:, :, None] & in_x[:, None, :]
+        map_pixels = map_size[0] * map_size[1]
+        row_in_batch = torch.arange(len(region_starts))[:, None, None] % batch
+        in_box = (
+            map_pixels + (row_in_batch * box_size[0] + box_ys[:, :, None]) * box_size[1] + box_xs[:, None, :]
+        )
+        in_map = ys[:, :, None] * map_size[1] + xs[:, None, :]
+        return cls(torch.where(from_box, in_box, in_map), map_pixels, box_size[0] * box_size[1])
+
+    def buffer(self, image: Tensor, batch: int) -> Tensor:
+        """The rows of one unoccluded map (1, C, H, W), with room for a batch of boxes after them."""
+        channels = image.shape[1]
+        buffer = image.new_empty(self.map_pixels + batch * self.box_pixels, channels)
+        buffer[: self.map_pixels] = image[0].permute(1, 2, 0).reshape(-1, channels)
+        return buffer
+
+    def gather(self, buffer: Tensor, box: Tensor, positions: slice) -> Tensor:
+        """The regions (B, C, Ly, Lx) of a batch of positions (a slice aligned on the batch size), given
+        each one's box (B, C, h, w). The result is channels-last in memory."""
+        batch, channels, height, width = box.shape
+        end = self.map_pixels + batch * height * width
+        buffer[self.map_pixels : end].view(batch, height, width, channels).copy_(box.permute(0, 2, 3, 1))
+        index = self.index[positions]
+        regions = buffer[:end].index_select(0, index.reshape(-1))
+        return regions.view(*index.shape, channels).permute(0, 3, 1, 2)
+
+
+@dataclass
 class _Step:
     """One layer of the incremental chain, with its output box for every occluder position."""
 
@@ -179,7 +224,16 @@ class _Step:
     pads: tuple[int, int, int, int]  # F.pad order (left, right, top, bottom), window layers only
     starts: Tensor  # (positions, 2): top-left corner of each position's output box
     size: tuple[int, int]  # the output box's height and width, the same for every position
-    overlays: list  # window layers: per position, (crop slices, previous-box slices) of the pasted part
+    crops: _Assembly | None  # window layers: each position's input crop, in padded coordinates
+    paste: _Assembly | None = None  # the output map with the box pasted in, where the caller needs it
+
+
+@dataclass
+class _Clean:
+    """One image's unoccluded activations, as the steps read them (``_Assembly.buffer``)."""
+
+    inputs: list[Tensor | None]  # window steps: the padded input
+    outputs: list[Tensor | None]  # steps with a ``paste``: the output
 
 
 @dataclass
@@ -189,65 +243,52 @@ class IncrementalPlan:
     graph_module: fx.GraphModule
     steps: list[_Step]
     record: fx.Node | None  # the node whose output the caller asked for (``layer``), if any
+    batch: int  # positions per batch: ``run`` takes slices of the positions aligned on it
 
     @property
     def layer_names(self) -> tuple[str, ...]:
         """Names of the layers computed incrementally: module paths, or fx node names for functions."""
         return tuple(str(s.node.target) if s.node.op == "call_module" else s.node.name for s in self.steps)
 
-    def clean_activations(self, image: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Each step's unoccluded input (padded for window layers) and output for one image (1, C, H, W)."""
-        inputs, outputs, x = [], [], image
+    def clean_activations(self, image: Tensor) -> _Clean:
+        """The unoccluded activations of one image (1, C, H, W) that ``run`` reuses."""
+        clean, x = _Clean([], []), image
         for step in self.steps:
-            inputs.append(x if step.window is None else F.pad(x, step.pads, value=step.window.fill))
+            if step.window is None:
+                clean.inputs.append(None)
+            else:
+                padded = F.pad(x, step.pads, value=step.window.fill)
+                clean.inputs.append(step.crops.buffer(padded, self.batch))
             x = step.function(x.clone())  # clone: an in-place layer must not change the kept input
-            outputs.append(x)
-        return inputs, outputs
+            clean.outputs.append(None if step.paste is None else step.paste.buffer(x, self.batch))
+        return clean
 
-    def run(self, clean: tuple[list[Tensor], list[Tensor]], positions: Tensor, patch: Tensor):
+    def run(self, clean: _Clean, positions: slice, patch: Tensor):
         """The model's output for a batch of positions, and ``record``'s output (or None).
 
-        ``clean`` comes from ``clean_activations``; ``positions`` indexes the plan's occluder corners;
-        ``patch`` is each position's occluded input box, (B, C, window_h, window_w).
+        ``clean`` comes from ``clean_activations``; ``positions`` is a slice of the plan's occluder
+        corners starting at a multiple of ``batch``; ``patch`` is each position's occluded input box,
+        (B, C, window_h, window_w).
         """
-        inputs, outputs = clean
         recorded = None
         for index, step in enumerate(self.steps):
             if step.window is None:
                 patch = step.function(patch)
             else:
-                crops = _gather_crops(inputs[index], step, positions)
-                for row, position in enumerate(positions.tolist()):
-                    (cy, cx), (py, px) = step.overlays[position]
-                    crops[row, :, cy, cx] = patch[row, :, py, px]
-                patch = step.window.run(crops)
+                patch = step.window.run(step.crops.gather(clean.inputs[index], patch, positions))
             if step.node is self.record:
                 # clone: the next layer may be an in-place ReLU
-                recorded = _paste(outputs[index], patch, step.starts[positions]).clone()
-        last = self.steps[-1]
-        full = _paste(outputs[-1], patch, last.starts[positions])
-        logits, in_tail = _run_tail(self.graph_module, last.node, full, self.record)
+                recorded = self._output_map(index, clean, patch, positions).clone()
+        full = self._output_map(len(self.steps) - 1, clean, patch, positions)
+        logits, in_tail = _run_tail(self.graph_module, self.steps[-1].node, full, self.record)
         return logits, recorded if recorded is not None else in_tail
 
-
-def _gather_crops(padded: Tensor, step: _Step, positions: Tensor) -> Tensor:
-    """The input crop under each position's output box, from the padded unoccluded input (1, C, H, W)."""
-    window = step.window
-    lengths = [(step.size[a] - 1) * window.stride[a] + window.reach(a) + 1 for a in (0, 1)]
-    views = padded[0].unfold(1, lengths[0], window.stride[0]).unfold(2, lengths[1], window.stride[1])
-    starts = step.starts[positions]
-    return views[:, starts[:, 0], starts[:, 1]].permute(1, 0, 2, 3).contiguous()
-
-
-def _paste(clean: Tensor, patch: Tensor, starts: Tensor) -> Tensor:
-    """The unoccluded map (1, C, H, W) repeated per position with each position's box pasted in."""
-    if patch.shape[2:] == clean.shape[2:]:
-        return patch
-    h, w = patch.shape[2:]
-    full = clean.expand(len(patch), -1, -1, -1).clone()
-    for row, (y, x) in enumerate(starts.tolist()):
-        full[row, :, y : y + h, x : x + w] = patch[row]
-    return full
+    def _output_map(self, index: int, clean: _Clean, patch: Tensor, positions: slice) -> Tensor:
+        """Step ``index``'s whole output map per position: the unoccluded map with the box pasted in."""
+        step = self.steps[index]
+        if step.paste is None:  # the box is the whole map
+            return patch
+        return step.paste.gather(clean.outputs[index], patch, positions)
 
 
 class _TailRunner(fx.Interpreter):
@@ -296,12 +337,14 @@ def _layer_node(gm: fx.GraphModule, layer: str | None) -> fx.Node | None | bool:
     return leaving[0] if len(leaving) == 1 else False  # a container's output is the one value leaving it
 
 
-def _step_for(gm: fx.GraphModule, node: fx.Node, x: Tensor, y: Tensor, previous: tuple[Tensor, tuple]):
+def _step_for(
+    gm: fx.GraphModule, node: fx.Node, x: Tensor, y: Tensor, previous: tuple[Tensor, tuple], batch: int
+):
     """The step for one layer given the previous box (starts per position, size), or None."""
     module = gm.get_submodule(node.target) if node.op == "call_module" else None
     function = _node_function(gm, node)
     if _is_pointwise(node, module):
-        return _Step(node, function, None, (0, 0, 0, 0), previous[0], previous[1], [])
+        return _Step(node, function, None, (0, 0, 0, 0), previous[0], previous[1], None)
     window = _window_of(module) if module is not None else None
     if window is None:
         return None
@@ -328,33 +371,22 @@ def _step_for(gm: fx.GraphModule, node: fx.Node, x: Tensor, y: Tensor, previous:
         needed_end = (y.shape[2 + axis] - 1) * stride - before + window.reach(axis)
         pads.append((before, max(0, needed_end - (x.shape[2 + axis] - 1))))
     starts = torch.tensor(list(zip(*starts, strict=True)), dtype=torch.long).reshape(-1, 2)
-    overlays = [
-        _overlay(new, old, window, size, previous[1], (pads[0][0], pads[1][0]))
-        for new, old in zip(starts.tolist(), previous[0].tolist(), strict=True)
-    ]
-    return _Step(node, function, window, (*pads[1], *pads[0]), starts, tuple(size), overlays)
-
-
-def _overlay(start, previous_start, window: _Window, size, previous_size, pad_before):
-    """Where the previous layer's box lands in this layer's crop: (crop slices, box slices)."""
-    crop_slices, box_slices = [], []
-    for a in (0, 1):
-        crop_begin = start[a] * window.stride[a]  # in padded coordinates
-        crop_end = crop_begin + (size[a] - 1) * window.stride[a] + window.reach(a) + 1
-        box_begin = previous_start[a] + pad_before[a]
-        lo, hi = max(crop_begin, box_begin), min(crop_end, box_begin + previous_size[a])
-        hi = max(lo, hi)  # no overlap: empty slices
-        crop_slices.append(slice(lo - crop_begin, hi - crop_begin))
-        box_slices.append(slice(lo - box_begin, hi - box_begin))
-    return tuple(crop_slices), tuple(box_slices)
+    previous_starts = previous[0] + torch.tensor([pads[0][0], pads[1][0]])  # in padded coordinates
+    lengths = [(size[a] - 1) * window.stride[a] + window.reach(a) + 1 for a in (0, 1)]
+    padded_size = (x.shape[2] + sum(pads[0]), x.shape[3] + sum(pads[1]))
+    crops = _Assembly.build(
+        starts * torch.tensor(window.stride), lengths, previous_starts, previous[1], padded_size, batch
+    )
+    return _Step(node, function, window, (*pads[1], *pads[0]), starts, tuple(size), crops)
 
 
 def plan_incremental(
-    model: nn.Module, image: Tensor, corners: Tensor, window: tuple[int, int], layer: str | None
+    model: nn.Module, image: Tensor, corners: Tensor, window: tuple[int, int], layer: str | None, batch: int
 ) -> IncrementalPlan | None:
     """Split ``model`` for incremental occlusion of images shaped like ``image`` (1, C, H, W).
 
-    ``corners`` (positions, 2) are the occluders' top-left corners. Returns None when nothing can be
+    ``corners`` (positions, 2) are the occluders' top-left corners, run ``batch`` at a time (slices of
+    ``corners`` aligned on ``batch``). Returns None when nothing can be
     done incrementally (untraceable model, no supported layer first, ``layer`` not found in the graph).
     """
     gm = _trace(model)
@@ -366,7 +398,7 @@ def plan_incremental(
     nodes = list(gm.graph.nodes)
     if sum(n.op == "placeholder" for n in nodes) != 1 or nodes[0].op != "placeholder":
         return None
-    steps, previous_node, x = [], nodes[0], image
+    steps, previous_node, x, map_sizes = [], nodes[0], image, {}
     box = (corners, window)
     for node in nodes[1:]:
         if node.op == "output" or node.all_input_nodes != [previous_node] or len(previous_node.users) != 1:
@@ -374,12 +406,25 @@ def plan_incremental(
         y = _node_function(gm, node)(x.clone())
         if x.dim() != 4 or y.dim() != 4 or len(y) != 1:
             break
-        step = _step_for(gm, node, x, y, box)
+        step = _step_for(gm, node, x, y, box, batch)
         if step is None:
             break
         steps.append(step)
+        map_sizes[step.node] = tuple(y.shape[2:])
         box = (step.starts, step.size)
         if step.size == tuple(y.shape[2:]):
             break  # the box covers the whole map: the rest is a full computation anyway
         previous_node, x = node, y
-    return IncrementalPlan(gm, steps, record) if steps else None
+    if not steps:
+        return None
+    for step in steps:
+        if step.node is record or step is steps[-1]:
+            _add_paste(step, map_sizes[step.node], batch)
+    return IncrementalPlan(gm, steps, record, batch)
+
+
+def _add_paste(step: _Step, map_size: tuple[int, int], batch: int) -> None:
+    """Let ``step`` rebuild its whole output map (unless its box already covers it)."""
+    if step.size != map_size:
+        origin = torch.zeros_like(step.starts)
+        step.paste = _Assembly.build(origin, map_size, step.starts, step.size, map_size, batch)
