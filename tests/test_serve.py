@@ -275,6 +275,8 @@ def test_animation_is_an_svg_with_one_frame_per_output_cell(client):
 BAD_REQUESTS = [
     ("post", "/api/project", b"{not json", 400, "not valid JSON"),
     ("post", "/api/project", b"[1, 2]", 422, "JSON object"),
+    ("post", "/api/project", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
+    ("post", "/api/project", b"\xff\xfe{}", 400, "not valid JSON"),
     ("post", "/api/project", {"units": []}, 422, "layer"),
     ("post", "/api/project", {"layer": LAYER, "units": []}, 422, "units"),
     (
@@ -444,11 +446,12 @@ def png_header_only(width: int, height: int) -> bytes:
         (b"this is a text file, not a picture", 415, "not an image"),
         (b"%PDF-1.4\n" + b"0" * 100, 415, "not an image"),
         (png_file(np.zeros((8, 8, 3), np.uint8))[:40], 415, "not an image"),  # truncated
+        (png_file(np.zeros((8, 8, 3), np.uint8))[:-20] + b"garbage" * 3, 415, "not an image"),  # corrupt end
         (png_header_only(1200, 1000), 413, "1200x1000"),  # over this app's 1,000,000-pixel limit
         (png_header_only(30000, 30000), 413, "decompression"),  # over Pillow's own bomb limit too
         (b"\x89PNG" + b"0" * 300_000, 413, "limit is 200000 bytes"),
     ],
-    ids=["empty", "text", "pdf", "truncated", "pixels", "bomb", "too-large"],
+    ids=["empty", "text", "pdf", "truncated", "corrupt", "pixels", "bomb", "too-large"],
 )
 def test_bad_uploads_are_refused_with_the_reason(client, body, status, says):
     response = client.post("/api/upload", content=body)

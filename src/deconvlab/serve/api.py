@@ -217,6 +217,8 @@ async def read_json_object(request: Request) -> dict:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ApiError(f"the body is not valid JSON ({error})", status=400) from None
+    except RecursionError:
+        raise ApiError("the body is not valid JSON for this API (nested too deeply)", status=400) from None
     if not isinstance(value, dict):
         raise ApiError(f"the body must be a JSON object, not {type(value).__name__}")
     return value

@@ -22,7 +22,7 @@ import base64
 import io
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from deconvlab.serve.params import ApiError
 
@@ -77,12 +77,13 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
             image.load()
             return as_rgb(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+    except ApiError:
+        raise
     except Image.DecompressionBombError as error:
         raise ApiError(f"the upload is refused as a decompression bomb ({error})", status=413) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        raise ApiError(
-            f"the upload is not an image Pillow can read ({_first_line(error)})", status=415
-        ) from None
+    except Exception as error:  # whatever a malformed file makes Pillow raise, it is the file's fault
+        reason = _first_line(error)
+        raise ApiError(f"the upload is not an image Pillow can read ({reason})", status=415) from None
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int) -> None:
