@@ -36,8 +36,8 @@ class ServeConfig:
       background thread (for embedding the explorer, and for tests on a small model).
     - ``layers``: the layers offered (default: every ``Conv2d``); ``k``: images per unit grid.
     - ``scan_images``: scan at most this many dataset images (None: all of ``split``).
-    - limits: upload bytes, image pixels (decompression-bomb guard), units per request,
-      occluder positions per request, uploads kept in memory.
+    - limits: upload bytes, image pixels (decompression-bomb guard), occluder positions per
+      request, uploads kept in memory.
     """
 
     model: str | None = None
@@ -50,7 +50,6 @@ class ServeConfig:
     scan_images: int | None = None
     max_upload_bytes: int = 10 * MiB
     max_image_pixels: int = 40_000_000
-    max_units: int = 64
     max_occlusion_positions: int = 1600
     max_uploads_kept: int = 32
     allowed_hosts: tuple[str, ...] = ("*",)

@@ -146,7 +146,6 @@ class Explorer:
                 classes=list(session.dataset.classes),
                 dataset_size=len(session.dataset),
                 layers=[info.as_json() for info in session.layers.values()],
-                rules=["deconvnet", "guided", "gradient"],
             )
         return out
 
