@@ -39,7 +39,7 @@ from deconvlab.engine.rules import Rule, get_rule
 
 ENGINES = ("autograd", "mirror")
 SEEDS = ("activation", "one")
-MEMORY_BUDGET = 2**30  # bytes of backward buffers per chunk when no chunk_size is given
+MEMORY_BUDGET = 2**30  # bytes of mirror windows per chunk when no chunk_size is given
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 class ProjectionInfo:
     """How a ``project`` call ran; attached to its result as ``result.projection_info``.
 
-    ``chunk_size``: the most units carried by one backward pass (what bounds memory);
-    ``forward_passes``: images forwarded; ``backward_passes``: chunks run.
+    ``chunk_size``: the most units carried by one backward pass (what bounds memory; 1 for autograd);
+    ``forward_passes``: images forwarded; ``backward_passes``: backward (mirror) passes run.
     """
 
     engine: str
@@ -77,11 +77,13 @@ def project(
 
     ``inputs`` (N, C, H, W); ``layer`` a name from ``model.named_modules()``; ``units`` an integer tensor
     or array, one row per unit: (image_index, channel, y, x) or (image_index, feature).
-    ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``). ``engine``: "autograd" (any model).
-    ``chunk_size``: units per backward pass (default: as many as fit in about 1 GiB).
-    ``allow_vjp``: accept the plain gradient of activations the rule does not define.
-    Each image is forwarded once; its units share batched backward passes. The model runs in eval mode
-    and its train/eval state and ``requires_grad`` flags are restored afterwards.
+    ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``).
+    ``engine``: "autograd" (any model: each image forwarded once, one backward pass per unit through
+    its graph) or "mirror" (the paper's explicit deconvnet for chains of known modules: all images
+    forwarded once, units going down together in chunks, each in its receptive-field window: faster).
+    ``chunk_size``: units per mirror pass (default: as many as fit in about 1 GiB; ignored by autograd).
+    ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
+    The model runs in eval mode; its train/eval state and ``requires_grad`` flags are restored.
     The result carries ``result.projection_info`` (a ``ProjectionInfo``).
     """
     inputs = check_inputs(inputs)
@@ -102,24 +104,18 @@ def project(
 
 
 def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
-    """The autograd engine over all images: one forward per image that has units."""
+    """The autograd engine: one forward pass per image that has units, one backward pass per unit."""
     images = rows[:, 0]
     projections = None
-    backward_passes = 0
     order = np.unique(images.numpy())
     for image in order:
-        image_batch = inputs[image : image + 1]
-        x, output, saved_bytes = autograd.forward_image(model, image_batch, layer, rule, allow_vjp)
+        x, output = autograd.forward_image(model, inputs[image : image + 1], layer, rule, allow_vjp)
         if projections is None:  # the first forward gives the layer's shape: check every unit now
             check_units(rows, layer, (len(inputs), *output.shape[1:]))
-            chunk_size = chunk_size or max(1, MEMORY_BUDGET // max(saved_bytes, 1))
             projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
         mine = torch.nonzero(images == int(image)).flatten()
-        mine_projections = autograd.backward_units(x, output, rows[mine, 1:], seed, chunk_size)
-        projections[mine.to(inputs.device)] = mine_projections
-        backward_passes += -(-len(mine) // chunk_size)
-    chunk_size = min(chunk_size, len(rows))
-    info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(order), backward_passes)
+        projections[mine.to(inputs.device)] = autograd.backward_units(x, output, rows[mine, 1:], seed)
+    info = ProjectionInfo("autograd", rule.name, seed, len(rows), 1, len(order), len(rows))
     return projections, info
 
 
