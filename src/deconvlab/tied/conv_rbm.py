@@ -214,11 +214,14 @@ class ConvRBM(nn.Module):
     ) -> list[float]:
         """Train by CD-k; returns the mean-field reconstruction error (MSE) after each epoch.
 
+        The loss is divided by the number of positions of a hidden map, so that the learning rate
+        does not depend on the image size (each weight's gradient sums over every position).
+
         ``sparsity_target`` (Lee et al. 2008/2009): each step also moves every hidden bias by
         ``learning_rate * sparsity_cost * (target - mean P(h = 1 | v))`` over the batch.
         """
         X = torch.as_tensor(X, dtype=self.weight.dtype)
-        self.hidden_logits(X[:1])  # shape checks before any work
+        hidden_area = self.hidden_logits(X[:1])[0, 0].numel()  # also checks the shapes before any work
         generator = torch.Generator().manual_seed(seed)
         optimiser = torch.optim.SGD(self.parameters(), lr=learning_rate, momentum=momentum,
                                     weight_decay=weight_decay)  # fmt: skip
@@ -228,7 +231,7 @@ class ConvRBM(nn.Module):
             for start in range(0, len(X), batch_size):
                 batch = X[order[start : start + batch_size]]
                 optimiser.zero_grad()
-                self.contrastive_loss(batch, k, generator).backward()
+                (self.contrastive_loss(batch, k, generator) / hidden_area).backward()
                 if sparsity_target is not None:
                     with torch.no_grad():
                         mean = self.hidden_probabilities(batch).mean(dim=(0, 2, 3))

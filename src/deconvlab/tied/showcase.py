@@ -252,12 +252,12 @@ def _crbm(data: str, epochs: int | None, seed: int, out: Path) -> Showcase:
     if data == "digits":
         train, test = (x.reshape(-1, 1, 8, 8) for x in digits_split(seed))
         what, visible, kernel = "digits (binary visible units)", "binary", 3
-        fit = {"learning_rate": 0.05, "sparsity_target": 0.1}
+        fit = {"learning_rate": 2.0, "sparsity_target": 0.1, "epochs": epochs or 15}
     else:
         train, test = (_standardise(_shrink(x, 2, grey=True)) for x in builtin_split())
         what, visible, kernel = "built-in images (32x32 grey, Gaussian visible units)", "gaussian", 7
-        fit = {"learning_rate": 0.002, "sparsity_target": 0.05}
-    fit.update(epochs=epochs or 15, batch_size=20, seed=seed)
+        fit = {"learning_rate": 0.05, "sparsity_target": 0.05, "epochs": epochs or 10}
+    fit.update(batch_size=20, seed=seed)
     model = ConvRBM(1, 16, kernel, visible=visible, pool_size=2, seed=seed)
     X, shown = torch.tensor(train, dtype=torch.float32), torch.tensor(test[:N_SHOWN], dtype=torch.float32)
     with torch.no_grad():
