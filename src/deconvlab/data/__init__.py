@@ -49,11 +49,20 @@ __all__ = [
 
 
 def load_dataset(
-    spec: str | os.PathLike, split: str = "val", image_size: int | None = None, seed: int = 0
+    spec: str | os.PathLike,
+    split: str = "val",
+    image_size: int | None = None,
+    seed: int = 0,
+    size: int | None = None,
 ) -> BuiltinDataset | ImageFolder:
-    """``"builtin"`` (64 pixels unless ``image_size``) or an image folder (224 unless ``image_size``)."""
+    """``"builtin"`` (64 pixels unless ``image_size``) or an image folder (224 unless ``image_size``).
+
+    ``size`` (builtin only) keeps the first ``size`` images of the split (still balanced).
+    """
     if str(spec) == "builtin":
-        return BuiltinDataset(split, image_size or 64, seed=seed)
+        return BuiltinDataset(split, image_size or 64, seed=seed, size=size)
+    if size is not None:
+        raise ValueError(f"size={size!r}: only the builtin dataset can be cut, not data={str(spec)!r}")
     root = Path(spec)
     if not root.is_dir():
         raise ValueError(f"data={str(spec)!r}: not 'builtin' and no such folder")
