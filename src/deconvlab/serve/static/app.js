@@ -282,7 +282,8 @@ async function liveProject(channel, y, x, box) {
   $("live-projection").src = p.projection;
   $("live-caption").textContent = `${layer} channel ${channel} at (${y}, ${x}): activation ` +
     `${p.activation.toFixed(3)}, receptive field rows ${p.box[0]}–${p.box[1] - 1}, columns ${p.box[2]}–${p.box[3] - 1}` +
-    (p.blank ? " (the projection is zero: this unit is not active)" : "");
+    (p.activation <= 0 ? " (not active: at most 0 before the ReLU)" : "") +
+    (p.blank ? " (the projection is zero)" : "");
   await drawImageWithBox($("live-canvas"), `/api/image.png?${query({ ref: image })}`, p.box, state.status.input_size);
 }
 
