@@ -45,15 +45,16 @@ def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X[order[:cut]], X[order[cut:]]
 
 
-def builtin_split(n_train: int = 480, n_test: int = 96) -> tuple[np.ndarray, np.ndarray]:
-    """The built-in dataset's first images at 64x64, as (N, 3, 64, 64) floats in [0, 1]."""
+def builtin_split(n_train: int = 480) -> tuple[np.ndarray, np.ndarray]:
+    """The built-in dataset's first ``n_train`` training and ``n_train / 5`` validation images at
+    64x64, as (N, 3, 64, 64) floats in [0, 1]."""
     from deconvlab.data import BuiltinDataset
 
     def load(split, size):
         data = BuiltinDataset(split, image_size=64, size=size)
         return np.stack([data.image(i) for i in range(len(data))]).transpose(0, 3, 1, 2) / 255.0
 
-    return load("train", n_train), load("val", n_test)
+    return load("train", n_train), load("val", max(N_SHOWN, n_train // 5))
 
 
 def _shrink(images: np.ndarray, factor: int, grey: bool) -> np.ndarray:
@@ -114,12 +115,12 @@ def _max_gap(a, b) -> float:
 
 
 # ----------------------------------------------------------------------------------------- RBM
-def _rbm(data: str, epochs: int | None, seed: int, out: Path) -> Showcase:
+def _rbm(data: str, epochs: int | None, seed: int, out: Path, n_builtin: int) -> Showcase:
     if data == "digits":
         train, test = digits_split(seed)
         shape, params, what = (8, 8), {"n_components": 100, "learning_rate": 0.06}, "digits"
     else:
-        train, test = (_shrink(x, 4, grey=True).reshape(len(x), -1) for x in builtin_split())
+        train, test = (_shrink(x, 4, grey=True).reshape(len(x), -1) for x in builtin_split(n_builtin))
         shape, params, what = (
             (16, 16),
             {"n_components": 64, "learning_rate": 0.02},
@@ -248,13 +249,13 @@ def _down_checks(weight: np.ndarray, h: np.ndarray, down: np.ndarray, bias: np.n
     }
 
 
-def _crbm(data: str, epochs: int | None, seed: int, out: Path) -> Showcase:
+def _crbm(data: str, epochs: int | None, seed: int, out: Path, n_builtin: int) -> Showcase:
     if data == "digits":
         train, test = (x.reshape(-1, 1, 8, 8) for x in digits_split(seed))
         what, visible, kernel = "digits (binary visible units)", "binary", 3
         fit = {"learning_rate": 2.0, "sparsity_target": 0.1, "epochs": epochs or 15}
     else:
-        train, test = (_standardise(_shrink(x, 2, grey=True)) for x in builtin_split())
+        train, test = (_standardise(_shrink(x, 2, grey=True)) for x in builtin_split(n_builtin))
         what, visible, kernel = "built-in images (32x32 grey, Gaussian visible units)", "gaussian", 7
         fit = {"learning_rate": 0.05, "sparsity_target": 0.05, "epochs": epochs or 10}
     fit.update(batch_size=20, seed=seed)
@@ -355,12 +356,12 @@ def _crbm(data: str, epochs: int | None, seed: int, out: Path) -> Showcase:
 
 
 # ---------------------------------------------------------------------------------- autoencoder
-def _autoencoder(data: str, epochs: int | None, seed: int, out: Path) -> Showcase:
+def _autoencoder(data: str, epochs: int | None, seed: int, out: Path, n_builtin: int) -> Showcase:
     if data == "digits":
         train, test = (x.reshape(-1, 1, 8, 8) for x in digits_split(seed))
         what, shape = "digits", (1, 16, 3)
     else:
-        train, test = (_shrink(x, 2, grey=False) for x in builtin_split())
+        train, test = (_shrink(x, 2, grey=False) for x in builtin_split(n_builtin))
         what, shape = "built-in images (32x32 colour)", (3, 16, 5)
     fit = {"epochs": epochs or 15, "batch_size": 32, "learning_rate": 0.01, "seed": seed}
     padding = shape[2] // 2
@@ -503,19 +504,24 @@ def _page(show: Showcase, model: str, data: str, command: str) -> list:
     ]
 
 
-def run_showcase(model: str, data: str, out, *, epochs: int | None = None, seed: int = 0) -> dict:
-    """Train ``model`` ("rbm", "crbm", "autoencoder") on ``data`` ("digits", "builtin"), write the
-    pictures, ``summary.json``, ``index.md`` and ``index.html`` into ``out``; return the summary."""
+def run_showcase(
+    model: str, data: str, out, *, epochs: int | None = None, seed: int = 0, n_builtin: int = 480
+) -> dict:
+    """Train ``model`` ("rbm", "crbm", "autoencoder") on ``data`` ("digits", "builtin"; the latter's
+    first ``n_builtin`` training images), write the pictures, ``summary.json``, ``index.md`` and
+    ``index.html`` into ``out``; return the summary."""
     if model not in MODELS:
         raise ValueError(f"model={model!r}: expected one of {', '.join(MODELS)}")
     if data not in DATASETS:
         raise ValueError(f"data={data!r}: expected one of {', '.join(DATASETS)}")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
         raise ValueError(f"epochs={epochs!r}: expected None or an int >= 1")
+    if isinstance(n_builtin, bool) or not isinstance(n_builtin, int) or n_builtin < N_SHOWN:
+        raise ValueError(f"n_builtin={n_builtin!r}: expected an int >= {N_SHOWN}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with single_thread():  # small models: see deconvlab.tied._threads
-        show = _BUILDERS[model](data, epochs, seed, out)
+        show = _BUILDERS[model](data, epochs, seed, out, n_builtin)
     for name, (picture, _) in show.pictures.items():
         write_atomic(out / f"{name}.png", lambda f, p=picture: p.save(f, format="PNG"))
     command = f"deconvlab tied --model {model} --data {data} --out {out}" + (
