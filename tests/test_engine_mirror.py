@@ -83,6 +83,7 @@ class FullChain(nn.Module):
             nn.Conv2d(8, 8, 3, padding="same"),
             nn.ReLU(),
             nn.AvgPool2d(2, stride=1),
+            nn.AdaptiveMaxPool2d(3),
             nn.AdaptiveAvgPool2d(2),
         )
         self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(32, 10), nn.ReLU(), nn.Linear(10, 4))
@@ -102,10 +103,10 @@ def full_chain() -> FullChain:
 
 
 @pytest.mark.parametrize("rule", RULES)
-@pytest.mark.parametrize("layer", ["features.2", "features.6", "features.10", "classifier.2"])
+@pytest.mark.parametrize("layer", ["features.2", "features.6", "features.10", "features.13", "classifier.2"])
 def test_engines_agree(rule, layer):
     model = full_chain()
-    images = torch.randn(3, 3, 17, 17, generator=torch.Generator().manual_seed(4))
+    images = torch.randn(3, 3, 21, 21, generator=torch.Generator().manual_seed(4))
     if layer.startswith("classifier"):  # each image's most active feature
         with torch.no_grad():
             hidden = model.eval().classifier[:3](torch.flatten(model.features(images), 1))
@@ -120,7 +121,7 @@ def test_engines_agree(rule, layer):
 
 def test_chunk_size_changes_nothing_but_is_reported():
     model = full_chain()
-    images = torch.randn(2, 3, 17, 17, generator=torch.Generator().manual_seed(5))
+    images = torch.randn(2, 3, 21, 21, generator=torch.Generator().manual_seed(5))
     units = strongest_units(model, images, "features.6")
     whole = project(model, images, "features.6", units, engine="mirror")
     by_three = project(model, images, "features.6", units, engine="mirror", chunk_size=3)
