@@ -209,7 +209,7 @@ class _Assembly:
         batch, channels, height, width = box.shape
         end = self.map_pixels + batch * height * width
         buffer[self.map_pixels : end].view(batch, height, width, channels).copy_(box.permute(0, 2, 3, 1))
-        index = self.index[positions]
+        index = self.index[positions].to(buffer.device)
         regions = buffer[:end].index_select(0, index.reshape(-1))
         return regions.view(*index.shape, channels).permute(0, 3, 1, 2)
 
