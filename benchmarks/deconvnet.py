@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=9)
     parser.add_argument("--captum-channels", type=int, default=8, help="channels Captum is timed on")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--engines", default="mirror,autograd", help="deconvlab engines to time")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,7 +80,7 @@ def main() -> None:
     print(f"captum NeuronDeconvolution: {captum_seconds:.1f} s for {len(channels)} channels "
           f"-> {captum_total:.1f} s for 256 (extrapolated linearly)")  # fmt: skip
 
-    for engine in ("mirror", "autograd"):
+    for engine in args.engines.split(","):
         start = time.perf_counter()
         ours = project(model, images, LAYER, units, rule="deconvnet", engine=engine, seed="one")
         seconds = time.perf_counter() - start

@@ -62,7 +62,9 @@ def record_forward(model: nn.Module, inputs: torch.Tensor, layer: str, rule: Rul
 
     def record(module: nn.Module, x: torch.Tensor, output: torch.Tensor):
         step = _step_for(module, rule, allow_vjp)
-        return step.record(module, x, output) if step.record else None
+        if step.record is None or (step.record is _record_positive and not rule.needs_forward):
+            return None
+        return step.record(module, x, output)
 
     with torch.no_grad():
         return trace_chain(model, inputs, layer, record)
@@ -280,7 +282,9 @@ def _record_positive(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -
 
 
 def _reverse_relu(call: Call, signal: Signal, rule: Rule) -> Signal:
-    if signal.origin is None:
+    if call.data is None:  # the rule does not read the forward pass (deconvnet)
+        positive = None
+    elif signal.origin is None:
         positive = call.data[signal.images]
     else:
         positive = gather_windows(call.data, signal.images, signal.origin, signal.values.shape[-2:])

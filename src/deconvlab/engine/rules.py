@@ -35,13 +35,15 @@ class Rule:
     ``skip_normalisation``: whether local response / contrast normalisation passes the signal
     unchanged, as in the original deconvnet, which does not invert it (Zeiler & Fergus sec. 2.1;
     Mahendran & Vedaldi 2016 do the same).
+    ``needs_forward``: whether ``backward`` reads ``positive``; if not, engines may pass None.
     """
 
     name: str = ""
     exact_elsewhere: bool = False
     skip_normalisation: bool = True
+    needs_forward: bool = True
 
-    def backward(self, positive: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    def backward(self, positive: torch.Tensor | None, signal: torch.Tensor) -> torch.Tensor:
         """Signal below the ReLU, from ``positive = (f > 0)`` and the ``signal`` R above it."""
         raise NotImplementedError
 
@@ -64,8 +66,9 @@ class Deconvnet(Rule):
     """Zeiler & Fergus: rectify the signal, ignore the forward pass: ``max(R, 0)``."""
 
     name = "deconvnet"
+    needs_forward = False
 
-    def backward(self, positive: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
+    def backward(self, positive: torch.Tensor | None, signal: torch.Tensor) -> torch.Tensor:
         return signal.clamp(min=0)
 
 
