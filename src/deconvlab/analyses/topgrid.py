@@ -62,7 +62,8 @@ class UnitProjections:
     """Projections of units of one layer, which live in dataset images.
 
     ``units`` (M, 4): dataset image index, channel, y, x. ``boxes`` (M, 4): each unit's receptive field
-    (y0, y1, x0, x1), clipped to the image. ``projections[rule]`` (M, C, H, W).
+    (y0, y1, x0, x1), clipped to the image; ``field_size`` its unclipped (height, width).
+    ``projections[rule]`` (M, C, H, W).
     """
 
     layer: str
@@ -73,6 +74,7 @@ class UnitProjections:
     fraction_in_field: np.ndarray
     fraction_on_object: np.ndarray | None = None
     object_share_of_field: np.ndarray | None = None
+    field_size: tuple[int, int] = (0, 0)
 
     def summary(self) -> dict:
         """Mean fractions over the units, JSON-ready."""
@@ -125,6 +127,7 @@ def project_dataset_units(
         np.array(in_field),
         np.array(on_object) if has_masks else None,
         np.array(share) if has_masks else None,
+        tuple(int(v) for v in field_of.size),
     )
 
 

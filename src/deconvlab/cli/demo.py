@@ -1,20 +1,39 @@
-"""``deconvlab demo``: the main job of ``make demo``.
+"""``deconvlab demo``: the main job of ``make demo``, the paper's whole study with no arguments.
 
-For now it explains the default transposed convolution; the paper's full study (the report)
-replaces this body when it lands.
+Trains ``zfnet-mini`` on the built-in dataset the first time (the checkpoint is cached, see
+``deconvlab.training.demo_model``), then writes the full report, with the feature evolution over the
+training checkpoints, and prints the path of its index.html. Run it again and every finished stage is
+reused; interrupt it and it continues where it stopped.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 
 from deconvlab.cli._app import app
 
+DEFAULT_OUT = Path("demo-out")
+
 
 @app.command()
-def demo() -> None:
-    """Run the main job: for now, explain a transposed convolution (the full demo arrives with the report)."""
-    from deconvlab.cli.explain import default_case, explanation, render
+def demo(
+    out: Path = typer.Option(DEFAULT_OUT, "--out", help="Folder for index.html, figures and report.json."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train the demo network if needed, write the paper's study as an HTML report, print its path."""
+    from deconvlab.report import ReportOptions, build_report
+    from deconvlab.training import demo_model
 
-    typer.echo(render(explanation(default_case())))
-    typer.echo("\nThe full demo (the paper's study as an HTML report) arrives with `deconvlab report`.")
+    model, run_dir = demo_model(progress=progress)
+    index = build_report(
+        model,
+        out,
+        model_name="zfnet-mini",
+        data="builtin",
+        checkpoints=run_dir,
+        options=ReportOptions(progress=progress),
+        weights=str(run_dir / "final.pt"),
+    )
+    typer.echo(str(index.resolve()))

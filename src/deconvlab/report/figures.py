@@ -61,8 +61,9 @@ def tile(tiles: Sequence[np.ndarray], columns: int, cell: int, gap: int = 2) -> 
     for index, array in enumerate(tiles):
         picture = Image.fromarray(np.ascontiguousarray(array))
         factor = cell / max(picture.size)
+        resample = Image.NEAREST if factor >= 1 else Image.BOX  # sharp pixels up, averaged down
         picture = picture.resize(
-            (max(1, round(picture.width * factor)), max(1, round(picture.height * factor))), Image.NEAREST
+            (max(1, round(picture.width * factor)), max(1, round(picture.height * factor))), resample
         )
         r, c = divmod(index, columns)
         canvas.paste(picture, (c * (cell + gap), r * (cell + gap)))

@@ -20,8 +20,11 @@ from deconvlab.analyses.filters import filter_stats
 from deconvlab.analyses.invariance import TRANSFORMS, default_values, invariance_sweep
 from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
+from deconvlab.analyses.topgrid import project_dataset_units, strongest_channels
 from deconvlab.report import figures as fig
 from deconvlab.report.study import Study, batch, labels_of, per_class, picture
+
+STAGE_SCAN = ".stages/scan"  # the top-k scan's own resumable progress
 
 
 def dataset_section(study: Study) -> dict:
@@ -164,7 +167,8 @@ def occlusion_section(study: Study) -> dict:
     panels = occlusion_panels(
         study.model, images, labels[indices], layer=study.last_conv, window=window, stride=stride
     )
-    shown = list(range(min(study.options.occlusion_shown, len(indices))))
+    per = study.options.occlusion_images_per_class
+    shown = [i * per for i in range(min(study.options.occlusion_shown, len(indices) // per))]
     units = [(i, int(panels.strongest_channel[i]), *map(int, panels.strongest_position[i])) for i in shown]
     projections = project(study.model, images, study.all_convs[-1], units).detach().cpu()
     result = {
@@ -189,12 +193,12 @@ def occlusion_section(study: Study) -> dict:
     else:
         centres = [None] * len(indices)
     path, relative = study.figure_path("fig7-occlusion")
-    _draw_occlusion(path, data, indices, panels, projections, shown, centres, window)
+    _draw_occlusion(path, data, indices, labels[indices], panels, projections, shown, centres, window)
     result["figures"] = [relative]
     return result
 
 
-def _draw_occlusion(path, data, indices, panels, projections, shown, centres, window) -> None:
+def _draw_occlusion(path, data, indices, labels, panels, projections, shown, centres, window) -> None:
     names = _class_names(data)
     py, px, stride = panels.positions_y, panels.positions_x, panels.stride[0]
     # each map value sits at its occluder's centre; a cell spans one stride
@@ -212,9 +216,7 @@ def _draw_occlusion(path, data, indices, panels, projections, shown, centres, wi
         if centres[i] is not None:
             cy, cx = centres[i]
             ax[0].add_patch(_square(cx - window / 2, cy - window / 2, window))
-        ax[0].set_title(
-            f"(a) {names[data.labels[indices[i]]] if hasattr(data, 'labels') else ''}", fontsize=8
-        )
+        ax[0].set_title(f"(a) {names[labels[i]]}; square: lowest (d)", fontsize=8)
         ax[1].imshow(panels.activation[i], extent=extent, cmap="viridis")
         ax[1].set_title(f"(b) map {panels.strongest_channel[i]} total", fontsize=8)
         ax[2].imshow(fig.projection_rgb(projections[row]))
@@ -414,3 +416,205 @@ def checkpoint_epochs(folder: Path) -> list[tuple[int, Path]]:
         if match:
             found.append((int(match.group(1)), path))
     return sorted(found)
+
+
+# --- Fig. 2: top-9 grids ----------------------------------------------------------------------------
+
+GRID_CELL = 40  # pixels per projection or patch in the grids
+GRID_COLUMNS = 4  # channels per row of a layer's figure
+
+
+def top9_section(study: Study) -> dict:
+    """One streaming scan over the data; per layer, the strongest channels' top-k projected and drawn."""
+    from deconvlab.analyses.scan import topk_scan
+
+    data = study.dataset(study.options.scan_split)
+    topk = topk_scan(
+        study.model,
+        data,
+        study.layers,
+        k=study.options.k,
+        batch_size=study.options.batch_size,
+        out=study.cache.root / STAGE_SCAN,
+        resume=True,
+        progress=study.options.progress,
+        device=_device(study.model),
+    )
+    layers, figures = [], []
+    for layer in tqdm(study.layers, desc="top-9 projections", disable=not study.options.progress):
+        found = topk.layers[layer]
+        channels = strongest_channels(found.values[:, 0], study.options.channels_per_layer)
+        units, values = _top_units(found, channels)
+        projected = project_dataset_units(study.model, data, layer, units, values, rules=study.options.rules)
+        path, relative = study.figure_path(f"fig2-top9-{layer}")
+        _draw_top9(path, data, projected, channels, study.options.rules)
+        figures.append(relative)
+        layers.append(_layer_record(projected, channels, relative))
+    summary = _fraction_summary(layers)
+    return {
+        "split": study.options.scan_split,
+        "images_scanned": topk.num_images,
+        "layers": layers,
+        **summary,
+        "figures": figures,
+    }
+
+
+def _top_units(found, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (image, channel, y, x) and values of the listed channels' entries, channel by channel."""
+    rows, values = [], []
+    for channel in channels:
+        for image, value, (y, x) in found.entries(channel):
+            rows.append((image, channel, y, x))
+            values.append(value)
+    return np.array(rows, dtype=np.int64).reshape(-1, 4), np.array(values)
+
+
+def _layer_record(projected, channels: list[int], figure: str) -> dict:
+    per_channel = []
+    for channel in channels:
+        mine = np.flatnonzero(projected.units[:, 1] == channel)
+        record = {
+            "channel": channel,
+            "images": projected.units[mine, 0].tolist(),
+            "positions": projected.units[mine, 2:].tolist(),
+            "values": projected.values[mine].tolist(),
+            "boxes": projected.boxes[mine].tolist(),
+            "fraction_in_field": projected.fraction_in_field[mine].tolist(),
+        }
+        if projected.fraction_on_object is not None:
+            record["fraction_on_object"] = projected.fraction_on_object[mine].tolist()
+        per_channel.append(record)
+    return {
+        "layer": projected.layer,
+        "field_size": list(projected.field_size),
+        "channels": per_channel,
+        **projected.summary(),
+        "figure": figure,
+    }
+
+
+def _fraction_summary(layers: list[dict]) -> dict:
+    """Means over every projected unit of every layer (each layer weighted by its units)."""
+    units = sum(layer["units"] for layer in layers)
+    out = {"fraction_in_field": sum(l["fraction_in_field"] * l["units"] for l in layers) / max(units, 1)}
+    if layers and "fraction_on_object" in layers[0]:
+        for key in ("fraction_on_object", "object_share_of_field"):
+            out[key] = sum(l[key] * l["units"] for l in layers) / max(units, 1)
+    return out
+
+
+def _draw_top9(path: Path, data, projected, channels: list[int], rules) -> None:
+    size = projected.field_size
+    blocks = []
+    for channel in channels:
+        mine = np.flatnonzero(projected.units[:, 1] == channel)
+        grids = []
+        for rule in rules:
+            crops = [
+                fig.crop(fig.projection_rgb(projected.projections[rule][m]), projected.boxes[m], size)
+                for m in mine
+            ]
+            grids.append(fig.label(fig.tile(crops, 3, GRID_CELL), rule))
+        patches = [fig.crop(picture(data, projected.units[m, 0]), projected.boxes[m], size) for m in mine]
+        grids.append(fig.label(fig.tile(patches, 3, GRID_CELL), "patches"))
+        blocks.append(fig.label(fig.side_by_side(grids, gap=4), f"channel {channel}"))
+    rows = [
+        fig.side_by_side(blocks[i : i + GRID_COLUMNS], gap=16) for i in range(0, len(blocks), GRID_COLUMNS)
+    ]
+    fig.save_png(path, fig.stack(rows, gap=12))
+
+
+# --- Fig. 4: feature evolution ----------------------------------------------------------------------
+
+
+def evolution_section(study: Study, channels: dict[str, list[int]]) -> dict:
+    """For each checkpoint, each chosen channel's strongest activation over (part of) the training set,
+    projected. Each checkpoint is its own cached step, so an interrupted run resumes between them."""
+    if study.checkpoints is None:
+        return {"skipped": "no --checkpoints folder given", "figures": []}
+    epochs = checkpoint_epochs(study.checkpoints)
+    if not epochs:
+        return {"skipped": f"no epoch-XXX.pt files in {study.checkpoints}", "figures": []}
+    train = study.dataset("train")
+    subset = torch.utils.data.Subset(train, _spread(len(train), study.options.evolution_images).tolist())
+    chosen = {layer: channels[layer][: study.options.evolution_channels] for layer in study.layers}
+    steps = []
+    for epoch, path in tqdm(epochs, desc="feature evolution", disable=not study.options.progress):
+        key = study.key("evolution-step", checkpoint=_file_digest(path), channels=chosen)
+        steps.append(
+            study.cache.run(
+                f"evolution-epoch-{epoch:03d}",
+                key,
+                lambda e=epoch, p=path: _evolution_step(study, e, p, subset, chosen),
+            )
+        )
+    figures = []
+    for layer in study.layers:
+        columns = [
+            fig.label(_read_png(study.out / step["strips"][layer]), f"ep {step['epoch']}") for step in steps
+        ]
+        path, relative = study.figure_path(f"fig4-evolution-{layer}")
+        fig.save_png(path, fig.side_by_side(columns, gap=4))
+        figures.append(relative)
+    return {
+        "epochs": [e for e, _ in epochs],
+        "images": len(subset),
+        "channels": chosen,
+        "steps": steps,
+        "figures": figures,
+    }
+
+
+def _evolution_step(study: Study, epoch: int, path: Path, subset, chosen: dict[str, list[int]]) -> dict:
+    import copy
+
+    from deconvlab.analyses.scan import topk_scan
+    from deconvlab.models import load_weights
+
+    snapshot = copy.deepcopy(study.model)
+    load_weights(snapshot, path)
+    snapshot.eval()
+    topk = topk_scan(
+        snapshot,
+        subset,
+        study.layers,
+        k=1,
+        batch_size=study.options.batch_size,
+        progress=False,
+        device=_device(snapshot),
+    )
+    strips, units = {}, {}
+    for layer in study.layers:
+        rows, values = _top_units(topk.layers[layer], chosen[layer])
+        projected = project_dataset_units(snapshot, subset, layer, rows, values)
+        crops = [
+            fig.crop(
+                fig.projection_rgb(projected.projections["deconvnet"][m]),
+                projected.boxes[m],
+                projected.field_size,
+            )
+            for m in range(len(rows))
+        ]
+        strip_path, strips[layer] = study.figure_path(f"evolution/epoch-{epoch:03d}-{layer}")
+        fig.save_png(strip_path, fig.tile(crops, 1, GRID_CELL))
+        units[layer] = {"units": rows.tolist(), "values": values.tolist()}
+    return {"epoch": epoch, "strips": strips, "units": units, "figures": list(strips.values())}
+
+
+def _device(model) -> torch.device:
+    """Where the model's parameters are (the scan would otherwise move it to a GPU if there is one)."""
+    return next(model.parameters()).device
+
+
+def _file_digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))

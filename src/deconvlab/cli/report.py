@@ -1,0 +1,85 @@
+"""``deconvlab report``: the paper's study of one model on one dataset, as a static HTML report.
+
+deconvlab report --model zfnet-mini --weights run/final.pt --data builtin --checkpoints run --out rep
+deconvlab report --model alexnet --weights alexnet.pth --data photos/ --layers features.0,features.3 --out r
+
+Writes ``OUT/index.html`` (open it from disk), the figures under ``OUT/figures`` and every number in
+``OUT/report.json``. Re-running the same command continues an interrupted report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from deconvlab.cli._app import app
+
+RULES = ("deconvnet", "guided", "gradient")
+
+
+@app.command()
+def report(
+    model: str = typer.Option(..., "--model", help="A registered model (deconvlab.models)."),
+    weights: Path = typer.Option(..., "--weights", help="Weight file (.pt, .pth or .safetensors)."),
+    out: Path = typer.Option(..., "--out", help="Folder for index.html, the figures and report.json."),
+    data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
+    checkpoints: Path | None = typer.Option(
+        None, "--checkpoints", help="Folder of epoch-XXX.pt files for the feature-evolution figure."
+    ),
+    layers: str | None = typer.Option(None, "--layers", help="Comma-separated conv layers; default all."),
+    all_channels: bool = typer.Option(False, "--all", help="Every channel in the top-9 grids, not 16."),
+    rules: str = typer.Option(
+        "deconvnet",
+        "--rules",
+        help="Comma-separated projection rules for the grids: deconvnet,guided,gradient.",
+    ),
+    window: int | None = typer.Option(None, "--window", help="Occluder side in pixels (default image/4)."),
+    stride: int | None = typer.Option(None, "--stride", help="Occluder step in pixels (default window/4)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Top-9 grids, feature evolution, invariance, filters, occlusion, correspondence and linear probes."""
+    from deconvlab.cli.scan import load_model
+    from deconvlab.report import ReportOptions, build_report
+
+    try:
+        options = ReportOptions(
+            layers=_names(layers),
+            channels_per_layer=None if all_channels else ReportOptions.channels_per_layer,
+            rules=_rules(rules),
+            occlusion_window=window,
+            occlusion_stride=stride,
+            progress=progress,
+        )
+        network = load_model(model, weights, data)
+        index = build_report(
+            network,
+            out,
+            model_name=model,
+            data=data,
+            checkpoints=checkpoints,
+            options=options,
+            weights=str(weights),
+        )
+    except (ValueError, FileNotFoundError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(str(index))
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    names = tuple(name.strip() for name in (text or "").split(",") if name.strip())
+    return names or None
+
+
+def _rules(text: str) -> tuple[str, ...]:
+    """The rules, deconvnet first (the grids measure the first).
+
+    >>> _rules("guided, deconvnet")
+    ('deconvnet', 'guided')
+    """
+    chosen = _names(text) or ()
+    unknown = [rule for rule in chosen if rule not in RULES]
+    if unknown:
+        raise ValueError(f"--rules={text!r}: {unknown[0]!r} is not one of {', '.join(RULES)}")
+    return ("deconvnet", *(rule for rule in chosen if rule != "deconvnet"))

@@ -1,0 +1,219 @@
+"""``index.html`` from ``report.json``: one static page, relative image paths, no script, no server.
+
+Every number on the page comes from the report dict, so the page and ``report.json`` cannot disagree.
+
+>>> page = render({"title": "t", "model": "m", "data": "d", "checks": []})
+>>> page.startswith("<!DOCTYPE html>") and "<img" not in page
+True
+>>> image_sources('<p><img src="figures/a.png" alt=""><img src="b.png"></p>')
+['figures/a.png', 'b.png']
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.6em; } h2 { margin-top: 2em; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid #ccc; padding: 3px 8px; }
+th { background: #f4f4f4; }
+.pass { color: #070; font-weight: bold; } .fail { color: #b00; font-weight: bold; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; } .note { color: #555; font-size: 0.92em; }
+"""
+
+
+def render(report: dict) -> str:
+    """The whole page, from a report laid out as ``deconvlab.report.build`` writes ``report.json``."""
+    sections = dict(report)
+    if "correspondence_setup" in report:  # the rows are top-level; the table needs both
+        sections["correspondence"] = {
+            **report["correspondence_setup"],
+            "rows": report.get("correspondence", []),
+        }
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{escape(report['title'])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{escape(report['title'])}</h1>",
+        f"<p>Model <b>{escape(str(report['model']))}</b> on data <b>{escape(str(report['data']))}</b>. "
+        "Every number here is also in <a href='report.json'>report.json</a>.</p>",
+        _checks(report.get("checks", [])),
+    ]
+    for key, draw in SECTIONS:
+        if key in sections:
+            parts.append(draw(sections[key]))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def image_sources(page: str) -> list[str]:
+    """Every ``src`` of an ``<img>`` in ``page``, in order."""
+    return re.findall(r'<img [^>]*src="([^"]+)"', page)
+
+
+def _checks(checks: list[dict]) -> str:
+    if not checks:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(c['name'])}</td><td>{_number(c['value'])}</td><td>{escape(c['rule'])}</td>"
+        f"<td class='{'pass' if c['passed'] else 'fail'}'>{'pass' if c['passed'] else 'FAIL'}</td></tr>"
+        for c in checks
+    )
+    return (
+        "<h2>Checks against ground truth</h2><table><tr><th>check</th><th>value</th><th>rule</th>"
+        f"<th></th></tr>{rows}</table>"
+    )
+
+
+def _image(src: str, alt: str) -> str:
+    return f'<p><img src="{escape(src)}" alt="{escape(alt)}"></p>'
+
+
+def _number(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return escape(str(value))
+
+
+def _skipped(section: dict) -> str:
+    return f"<p class='note'>Not drawn: {escape(section['skipped'])}.</p>" if "skipped" in section else ""
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_number(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _dataset(section: dict) -> str:
+    splits = ", ".join(f"{name}: {count}" for name, count in section["splits"].items())
+    skipped = section["skipped"]
+    listing = (
+        _table(["split", "file", "reason"], [[s["split"], s["path"], s["reason"]] for s in skipped])
+        if skipped
+        else "<p>No file was skipped.</p>"
+    )
+    return (
+        f"<h2>Data</h2><p>{escape(str(section['data']))}: {len(section['classes'])} classes "
+        f"({escape(', '.join(section['classes']))}); images per split: {escape(splits)}.</p>"
+        f"<h3>Skipped files ({len(skipped)})</h3>{listing}"
+    )
+
+
+def _top9(section: dict) -> str:
+    out = [
+        "<h2>Fig. 2: the strongest activations of the data, projected</h2>",
+        f"<p>One streaming scan over the {escape(section['split'])} split "
+        f"({section['images_scanned']} images) found each channel's top 9. Each projection is cropped "
+        "to its unit's receptive field and shown beside the image patch "
+        "under that field (grey where the field leaves the image).</p>",
+    ]
+    has_object = "fraction_on_object" in section
+    header = ["layer", "units", "energy in receptive field"]
+    header += ["energy on the object", "object's share of the field"] if has_object else []
+    rows = []
+    for layer in section["layers"]:
+        row = [layer["layer"], layer["units"], layer["fraction_in_field"]]
+        row += [layer["fraction_on_object"], layer["object_share_of_field"]] if has_object else []
+        rows.append(row)
+    out.append(_table(header, rows))
+    for layer in section["layers"]:
+        out.append(
+            f"<h3>{escape(layer['layer'])}</h3>{_image(layer['figure'], 'top-9 of ' + layer['layer'])}"
+        )
+    return "".join(out)
+
+
+def _evolution(section: dict) -> str:
+    out = ["<h2>Fig. 4: feature evolution during training</h2>", _skipped(section)]
+    if "skipped" not in section:
+        out.append(
+            f"<p>For each checkpoint (epochs {escape(', '.join(map(str, section['epochs'])))}), "
+            f"each channel's strongest activation over {section['images']} training images, projected. "
+            "Rows are channels, "
+            "columns epochs.</p>"
+        )
+        out.extend(_image(src, "feature evolution") for src in section["figures"])
+    return "".join(out)
+
+
+def _invariance(section: dict) -> str:
+    layers = section["layers"]
+    return (
+        "<h2>Fig. 5: invariance to translation, scale and rotation</h2>"
+        f"<p>Euclidean distance of the layer-1 ({escape(layers['layer1'])}) and penultimate "
+        f"({escape(layers['penultimate'])}) feature vectors from the untransformed image's, and the "
+        "probability of the true class.</p>"
+        + "".join(_image(src, "invariance") for src in section["figures"])
+    )
+
+
+def _filters(section: dict) -> str:
+    return (
+        f"<h2>Fig. 6: first-layer filters ({escape(section['layer'])})</h2>"
+        f"<p>{len(section['rms'])} filters; {section['dead_count']} dead (RMS below 5% of the median); "
+        f"{escape(section['note'])}</p>" + "".join(_image(src, "filters") for src in section["figures"])
+    )
+
+
+def _occlusion(section: dict) -> str:
+    pointing = (
+        f"<p>Pointing game: the least probable occluder position lies on the object in "
+        f"{sum(section['pointing_game_hits'])} of {len(section['pointing_game_hits'])} images "
+        f"(accuracy {section['pointing_game_accuracy']:.3f}).</p>"
+        if "pointing_game_accuracy" in section
+        else ""
+    )
+    return (
+        f"<h2>Fig. 7: occlusion sensitivity</h2><p>A {section['window']}-pixel grey square every "
+        f"{section['stride']} pixels. (b) total activation of the strongest map of "
+        f"{escape(section['layer'])}; (c) its projection; (d) probability of the correct class; "
+        "(e) most probable label.</p>"
+        + pointing
+        + "".join(_image(src, "occlusion") for src in section["figures"])
+    )
+
+
+def _correspondence(section: dict) -> str:
+    if "skipped" in section:
+        return "<h2>Section 4.3: correspondence</h2>" + _skipped(section)
+    layers = section["layers"]
+    columns = [layers["last_conv"], layers["penultimate"]]
+    parts = list(dict.fromkeys(row["part"] for row in section["rows"]))
+    cell = {(r["part"], r["layer"]): f"{r['mean']:.3f} ± {r['std']:.3f}" for r in section["rows"]}
+    rows = [[part, *(cell[(part, layer)] for layer in columns)] for part in parts]
+    return (
+        "<h2>Section 4.3: correspondence</h2>"
+        f"<p>The same part occluded in {len(section['images'])} images of class "
+        f"<b>{escape(section['class'])}</b>, and random regions of the object as control. Mean feature "
+        "sign change Δ (normalised Hamming distance of sign(ε) over pairs of images, ± std); lower means "
+        "the layer changes the same way whichever image the part is hidden in.</p>"
+        + _table(["occluded", f"last conv ({columns[0]})", f"penultimate ({columns[1]})"], rows)
+        + "".join(_image(src, "occluded parts") for src in section["figures"])
+    )
+
+
+def _probes(section: dict) -> str:
+    rows = [[r["layer"], r["features"], r["accuracy"]] for r in section["rows"]]
+    return (
+        "<h2>Table 7: linear probes per layer</h2>"
+        f"<p>Multinomial logistic regression on each layer's features (conv maps average-pooled to 2x2), "
+        f"trained on {section['train_images']} training images, tested on {section['test_images']}; "
+        f"the model itself scores {section['model_accuracy']:.3f}.</p>"
+        + _table(["layer", "features", "test accuracy"], rows)
+        + "".join(_image(src, "probes") for src in section["figures"])
+    )
+
+
+SECTIONS = (
+    ("dataset", _dataset),
+    ("top9", _top9),
+    ("evolution", _evolution),
+    ("invariance", _invariance),
+    ("filters", _filters),
+    ("occlusion", _occlusion),
+    ("correspondence", _correspondence),
+    ("probes", _probes),
+)
