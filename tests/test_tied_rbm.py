@@ -133,34 +133,42 @@ def test_gibbs_draws_sklearns_samples():
         np.testing.assert_array_equal(ours.gibbs(X), sk.gibbs(X))
 
 
-def _reference_training(X, W, c, b, state, uniforms, *, learning_rate, batch_size, k, persistent, n_chains):
+def _reference_training(
+    X, W, c, b, state, uniforms, *, learning_rate, batch_size, k, persistent, n_chains, mu=None, lam=0.0
+):
     """Contrastive divergence from the definition, in NumPy, one batch at a time.
 
     ``uniforms(m)`` gives, per batch, visible uniforms (k, m, n_visible) then hidden ones
     (k, m, n_hidden). PCD (Tieleman 2008): the chain continues from ``state``; CD-k restarts it
-    from a hidden sample of the data. Update: lr / n * (h_data^T v_data - w * h_model^T v_model)
-    with w = batch_size / n_chains (1 as in scikit-learn).
+    from a hidden sample of the data. Each model row counts w = batch_size / n_chains data rows (1
+    in scikit-learn). Centered RBM (Melchior, Fischer & Wiskott 2016, offsets mu and lam): the
+    energy is -(v - mu) W^T (h - lam) - b'.v - c'.h, so p(h|v) = sigmoid(W (v - mu) + c') and
+    p(v|h) = sigmoid(W^T (h - lam) + b'), with c' = c + W mu and b' = b + W^T lam; the update is
+    lr / n * (sum_data (h - lam)(v - mu)^T - w sum_model ...) for W, and the plain differences of
+    sums of h and v for c' and b'. With mu = lam = 0 this is the ordinary RBM.
     """
-    W, c, b, state = W.copy(), c.copy(), b.copy(), state.copy()
+    W, state = W.copy(), state.copy()
+    mu = np.zeros(X.shape[1]) if mu is None else mu
+    c, b = c + W @ mu, b + W.T @ (lam * np.ones(len(W)))  # to the centered biases
     weight = batch_size / n_chains
     for start in range(0, len(X), batch_size):
         v_data = X[start : start + batch_size]
         m = n_chains if persistent else len(v_data)
         u_v, u_h = (u[:, :m] for u in uniforms(n_chains))  # a short CD batch: the first rows
-        h_data = expit(v_data @ W.T + c)
+        h_data = expit((v_data - mu) @ W.T + c)
         h = state if persistent else (u_h[0] < h_data).astype(float)
         for j in range(k):
-            v_model = (u_v[j] < expit(h @ W + b)).astype(float)
+            v_model = (u_v[j] < expit((h - lam) @ W + b)).astype(float)
             if j < k - 1:
-                h = (u_h[j + (0 if persistent else 1)] < expit(v_model @ W.T + c)).astype(float)
-        h_model = expit(v_model @ W.T + c)
+                h = (u_h[j + (0 if persistent else 1)] < expit((v_model - mu) @ W.T + c)).astype(float)
+        h_model = expit((v_model - mu) @ W.T + c)
         if persistent:
             state = (u_h[k - 1] < h_model).astype(float)
         rate = learning_rate / len(v_data)
-        W += rate * (h_data.T @ v_data - weight * h_model.T @ v_model)
+        W += rate * ((h_data - lam).T @ (v_data - mu) - weight * (h_model - lam).T @ (v_model - mu))
         c += rate * (h_data.sum(0) - weight * h_model.sum(0))
         b += rate * (v_data.sum(0) - weight * v_model.sum(0))
-    return W, c, b, state
+    return W, c - W @ mu, b - W.T @ (lam * np.ones(len(W))), state
 
 
 def _uniform_stream(rng, n_visible, n_hidden, k):
@@ -195,20 +203,31 @@ def test_reference_training_is_sklearns_pcd():
 
 
 @pytest.mark.parametrize(
-    "k, persistent, n_chains",
-    [(1, True, None), (3, True, None), (2, True, 7), (1, False, None), (3, False, None)],
+    "k, persistent, n_chains, centered",
+    [
+        (1, True, None, False),
+        (3, True, None, False),
+        (2, True, 7, False),
+        (1, False, None, False),
+        (3, False, None, False),
+        (1, True, None, True),
+        (2, True, 7, True),
+        (2, False, None, True),
+    ],
 )
-def test_training_loop_equals_the_reference(k, persistent, n_chains):
+def test_training_loop_equals_the_reference(k, persistent, n_chains, centered):
     X = np.random.default_rng(13).random((25, 6))
     rbm = _with_weights(6, 4, seed=14, batch_size=10, learning_rate=0.1, k=k, persistent=persistent,
-                        n_chains=n_chains)  # fmt: skip
+                        n_chains=n_chains, centered=centered)  # fmt: skip
+    rbm.visible_offset_ = X.mean(axis=0)
+    offsets = {"mu": X.mean(axis=0), "lam": 0.5} if centered else {}
     rbm.components_ *= 0.1
     chains = n_chains or 10
     rbm.h_samples_ = (np.random.default_rng(15).random((chains, 4)) < 0.5).astype(float)
     expected = _reference_training(
         X, rbm.components_, rbm.intercept_hidden_, rbm.intercept_visible_, rbm.h_samples_,
         _uniform_stream(np.random.RandomState(16), 6, 4, k), learning_rate=0.1, batch_size=10, k=k,
-        persistent=persistent, n_chains=chains,
+        persistent=persistent, n_chains=chains, **offsets,
     )  # fmt: skip
     rbm._run_epochs(X, 1, _draw_from(_uniform_stream(np.random.RandomState(16), 6, 4, k)), torch.float64)
     np.testing.assert_allclose(rbm.components_, expected[0], rtol=1e-10)
@@ -234,7 +253,7 @@ def digits():
     return X[:400], X[400:600]
 
 
-@pytest.mark.parametrize("params", [{}, {"persistent": False, "k": 2}, {"n_chains": 50}])
+@pytest.mark.parametrize("params", [{}, {"persistent": False, "k": 2}, {"n_chains": 50}, {"centered": True}])
 def test_training_lowers_reconstruction_error_and_raises_pseudo_likelihood(digits, params):
     train, held_out = digits
     untrained = BernoulliRBM(32, learning_rate=0.05, n_iter=0, random_state=0, **params).fit(train)
@@ -269,7 +288,7 @@ def test_swaps_into_a_sklearn_pipeline(digits):
     assert clone(rbm).get_params() == rbm.get_params()
     np.testing.assert_allclose(rbm.to_sklearn().transform(train), rbm.transform(train), rtol=1e-12)
     back = BernoulliRBM.from_sklearn(rbm.to_sklearn())
-    assert back.get_params() == {**rbm.get_params(), "k": 1, "persistent": True, "n_chains": None}
+    assert back.get_params() == rbm.get_params()  # scikit-learn's parameters, ours at their defaults
     np.testing.assert_array_equal(back.components_, rbm.components_)
 
 

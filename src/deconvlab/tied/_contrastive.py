@@ -17,6 +17,11 @@ NumPy calls per batch):
   The data rows of every batch are laid out once per ``fit``; only the model rows change.
 * **Sampling by comparing logits.** ``u < sigmoid(x)`` is ``logit(u) < x``: thresholds are drawn
   for many batches at once, and a Bernoulli sample is one ``torch.gt`` written in place.
+
+Centering (Montavon & Mueller 2012; Melchior, Fischer & Wiskott 2016) costs three more in-place
+subtractions per batch: every visible row holds ``v - mu`` and every hidden row ``h - lambda``, the
+weights are the centered ones (``c + W mu``, ``b + W^T lambda`` in the bias slots), and the same
+``addmm`` then gives the centered gradient ``sum s (h - lambda)(v - mu)^T``.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ class BatchWorkspace:
     ``step`` runs k Gibbs steps of the negative chain, then one parameter update, in place.
     ``state`` holds the chain's hidden sample (with its column of ones); with ``persistent`` it is
     carried from batch to batch (PCD, Tieleman 2008), otherwise it restarts from the data (CD-k).
-    Each model row's statistics count ``model_weight`` times a data row's.
+    Each model row's statistics count ``model_weight`` times a data row's. With offsets, the rows
+    are centered: ``stacked`` holds ``v - visible_offset`` and ``state`` ``h - hidden_offset``.
     """
 
     def __init__(
@@ -44,6 +50,8 @@ class BatchWorkspace:
         learning_rate: float,
         state: torch.Tensor,
         model_weight: float = 1.0,
+        visible_offset: torch.Tensor | None = None,
+        hidden_offset: float | None = None,
     ):
         n_hidden, n_visible = weights.shape[0] - 1, weights.shape[1] - 1
         if not persistent and n_model != n_data:
@@ -63,6 +71,20 @@ class BatchWorkspace:
         self.pre_visible = torch.empty(n_model, n_visible, **options)
         self.state = state
         self.state_hidden = state[:, :n_hidden]
+        self.visible_offset, self.hidden_offset = visible_offset, hidden_offset
+        # The update's bias slots get sum s (h - lambda) and sum s (v - mu); the gradient wants
+        # sum s h and sum s v. They differ by lambda sum s, which is 0 unless the batch is short.
+        imbalance = n_data - model_weight * n_model
+        self.corrections = []
+        if imbalance and hidden_offset:
+            self.corrections.append((weights[:n_hidden, n_visible], self.alpha * imbalance * hidden_offset))
+        if imbalance and visible_offset is not None:
+            self.corrections.append((weights[n_hidden, :n_visible], self.alpha * imbalance * visible_offset))
+
+    def _sample_hidden_state(self, pre_hidden: torch.Tensor, thresholds: torch.Tensor) -> None:
+        torch.gt(pre_hidden, thresholds, out=self.state_hidden)
+        if self.hidden_offset is not None:
+            self.state_hidden.sub_(self.hidden_offset)
 
     def step(
         self,
@@ -80,19 +102,25 @@ class BatchWorkspace:
         shift = 0 if self.persistent else 1
         if not self.persistent:  # CD-k: the chain starts from a hidden sample of the data
             torch.mm(stacked[:n], self.up, out=self.pre_hidden[:n])
-            torch.gt(self.pre_hidden[:n], thresholds_hidden[0], out=self.state_hidden)
+            self._sample_hidden_state(self.pre_hidden[:n], thresholds_hidden[0])
         for j in range(self.k):
             torch.mm(self.state, self.down, out=self.pre_visible)
             torch.gt(self.pre_visible, thresholds_visible[j], out=model_visible)
+            if self.visible_offset is not None:
+                model_visible.sub_(self.visible_offset)
             if j < self.k - 1:
                 torch.mm(stacked[n:], self.up, out=self.pre_hidden[n:])
-                torch.gt(self.pre_hidden[n:], thresholds_hidden[j + shift], out=self.state_hidden)
+                self._sample_hidden_state(self.pre_hidden[n:], thresholds_hidden[j + shift])
         torch.mm(stacked, self.up, out=self.pre_hidden)
         torch.sigmoid(self.pre_hidden, out=self.hidden_probs)
         if self.persistent:
-            torch.gt(self.pre_hidden[n:], thresholds_hidden[self.k - 1], out=self.state_hidden)
+            self._sample_hidden_state(self.pre_hidden[n:], thresholds_hidden[self.k - 1])
+        if self.hidden_offset is not None:
+            self.hidden_probs.sub_(self.hidden_offset)
         self.model_hidden.mul_(-self.model_weight)
         self.weights.addmm_(self.hidden_t, stacked, alpha=self.alpha)
+        for bias, correction in self.corrections:
+            bias.add_(correction)
 
 
 def stack_batches(X: torch.Tensor, batch_size: int, n_model: int | None) -> list[torch.Tensor]:

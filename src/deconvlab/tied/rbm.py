@@ -74,7 +74,9 @@ class BernoulliRBM:
     ``batch_size``; more chains give a less noisy negative phase at little cost, each chain row
     then counting ``batch_size / n_chains`` data rows). Extra methods: ``free_energy``, ``pseudo_likelihood``,
     ``hidden_probabilities``, ``visible_probabilities``, ``reconstruct``, ``filters_picture``,
-    ``to_sklearn``, ``from_sklearn``.
+    ``to_sklearn``, ``from_sklearn``. ``centered=True`` trains the centered RBM (Montavon & Mueller
+    2012; Melchior et al. 2016) with offsets ``mu`` = the training mean (``visible_offset_``) and
+    ``lambda = 1/2``: same model, better-conditioned gradient; the attributes stay uncentered.
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class BernoulliRBM:
         k: int = 1,
         persistent: bool = True,
         n_chains: int | None = None,
+        centered: bool = False,
     ):
         self.n_components = n_components
         self.learning_rate = learning_rate
@@ -99,6 +102,7 @@ class BernoulliRBM:
         self.k = k
         self.persistent = persistent
         self.n_chains = n_chains
+        self.centered = centered
 
     # ----------------------------------------------------------------- scikit-learn plumbing
     _PARAMS = (
@@ -111,7 +115,9 @@ class BernoulliRBM:
         "k",
         "persistent",
         "n_chains",
+        "centered",
     )
+    _EXTRA_PARAMS = ("k", "persistent", "n_chains", "centered")  # not scikit-learn's
     _FITTED = ("components_", "intercept_hidden_", "intercept_visible_", "h_samples_")
 
     def get_params(self, deep: bool = True) -> dict:
@@ -241,9 +247,13 @@ class BernoulliRBM:
         return self.random_state_.uniform(size=p_v.shape) < p_v
 
     # ----------------------------------------------------------------------------- training
-    def _initialise(self, n_features: int, rng: np.random.RandomState) -> None:
-        """scikit-learn's start: W ~ N(0, 0.01^2) from ``rng``, zero biases, zero chain."""
+    def _initialise(self, X: np.ndarray, rng: np.random.RandomState) -> None:
+        """scikit-learn's start: W ~ N(0, 0.01^2) from ``rng``, zero biases, zero chain; with
+        ``centered``, the visible offset is the mean of X."""
+        n_features = X.shape[1]
         self.n_features_in_ = n_features
+        if self.centered:
+            self.visible_offset_ = X.mean(axis=0)
         self.components_ = np.asarray(rng.normal(0, 0.01, (self.n_components, n_features)), order="F")
         self.intercept_hidden_ = np.zeros(self.n_components)
         self.intercept_visible_ = np.zeros(n_features)
@@ -254,14 +264,22 @@ class BernoulliRBM:
         """Persistent chains: ``n_chains``, by default ``batch_size`` as in scikit-learn."""
         return self.n_chains or self.batch_size
 
+    def _offsets(self) -> tuple[torch.Tensor, float]:
+        """Centering offsets (mu, lambda): the training data's mean and 1/2, or zeros."""
+        if not self.centered:
+            return torch.zeros(self.n_features_in_, dtype=torch.float64), 0.0
+        return torch.as_tensor(np.asarray(self.visible_offset_, dtype=np.float64)), 0.5
+
     def _stacked_weights(self, dtype: torch.dtype) -> torch.Tensor:
-        """``[[W, c], [b, 0]]`` as one tensor (see ``_contrastive``)."""
+        """``[[W, c + W mu], [b + W^T lambda, 0]]`` as one tensor (see ``_contrastive``): the
+        energy ``-(v - mu) W^T (h - lambda) - ...`` written with centered biases."""
         W, c, b = self._parameters()
+        mu, lam = self._offsets()
         n_hidden, n_visible = W.shape
         weights = torch.zeros(n_hidden + 1, n_visible + 1, dtype=dtype)
         weights[:n_hidden, :n_visible] = W
-        weights[:n_hidden, n_visible] = c
-        weights[n_hidden, :n_visible] = b
+        weights[:n_hidden, n_visible] = c + W @ mu
+        weights[n_hidden, :n_visible] = b + lam * W.sum(dim=0)
         return weights
 
     def _torch_draw(self, generator: torch.Generator, dtype: torch.dtype) -> ThresholdDraw:
@@ -292,12 +310,15 @@ class BernoulliRBM:
         if n_epochs == 0:
             return
         weights = self._stacked_weights(dtype)
+        mu, lam = self._offsets()
         n_hidden, n_visible = self.n_components, X.shape[1]
         n_chain = self._chain_rows if self.persistent else None
         model_weight = self.batch_size / self._chain_rows
-        batches = stack_batches(torch.as_tensor(X, dtype=dtype), batch_size or self.batch_size, n_chain)
+        centered = torch.as_tensor(X) - mu
+        batches = stack_batches(centered.to(dtype), batch_size or self.batch_size, n_chain)
         shared_state = torch.ones(self._chain_rows, n_hidden + 1, dtype=dtype)
-        shared_state[:, :n_hidden] = torch.as_tensor(np.asarray(self.h_samples_))
+        shared_state[:, :n_hidden] = torch.as_tensor(np.asarray(self.h_samples_)) - lam
+        offsets = {"visible_offset": mu.to(dtype), "hidden_offset": lam} if self.centered else {}
         workspaces: dict[int, BatchWorkspace] = {}
         plan = []
         for stacked in batches:
@@ -314,6 +335,7 @@ class BernoulliRBM:
                     learning_rate=float(self.learning_rate),
                     state=state,
                     model_weight=model_weight,
+                    **offsets,
                 )
             plan.append((workspaces[n_data], stacked, stacked[n_data:, :n_visible], n_model))
         for epoch in range(n_epochs):
@@ -342,13 +364,16 @@ class BernoulliRBM:
                 workspace.step(stacked, model_visible, tv, th)
 
     def _write_back(self, weights: torch.Tensor, state: torch.Tensor) -> None:
+        """Back to scikit-learn's attributes: uncentered biases, binary chain states."""
         n_hidden, n_visible = self.n_components, self.n_features_in_
-        stacked = weights.to(torch.float64).numpy()
-        self.components_ = np.asfortranarray(stacked[:n_hidden, :n_visible])
-        self.intercept_hidden_ = stacked[:n_hidden, n_visible].copy()
-        self.intercept_visible_ = stacked[n_hidden, :n_visible].copy()
+        mu, lam = self._offsets()
+        stacked = weights.to(torch.float64)
+        W = stacked[:n_hidden, :n_visible]
+        self.components_ = np.asfortranarray(W.numpy())
+        self.intercept_hidden_ = (stacked[:n_hidden, n_visible] - W @ mu).numpy()
+        self.intercept_visible_ = (stacked[n_hidden, :n_visible] - lam * W.sum(dim=0)).numpy()
         if self.persistent:
-            self.h_samples_ = state[:, :n_hidden].to(torch.float64).numpy().copy()
+            self.h_samples_ = (state[:, :n_hidden].to(torch.float64) + lam).numpy()
 
     def _generator(self, rng: np.random.RandomState) -> torch.Generator:
         if not hasattr(self, "_torch_generator"):
@@ -362,7 +387,7 @@ class BernoulliRBM:
             self.__dict__.pop(attribute, None)
         X = self._check_X(X)
         rng = check_random_state(self.random_state)
-        self._initialise(X.shape[1], rng)
+        self._initialise(X, rng)
         draw = self._torch_draw(self._generator(rng), torch.float32)
         with single_thread():
             self._run_epochs(X, self.n_iter, draw, torch.float32)
@@ -376,7 +401,7 @@ class BernoulliRBM:
         if not hasattr(self, "random_state_"):
             self.random_state_ = check_random_state(self.random_state)
         if not hasattr(self, "components_"):
-            self._initialise(X.shape[1], self.random_state_)
+            self._initialise(X, self.random_state_)
         draw = self._torch_draw(self._generator(self.random_state_), torch.float32)
         with single_thread():
             self._run_epochs(X, 1, draw, torch.float32, batch_size=len(X))
@@ -414,7 +439,7 @@ class BernoulliRBM:
         from sklearn.neural_network import BernoulliRBM as SklearnRBM
 
         self._check_fitted()
-        params = {k: v for k, v in self.get_params().items() if k not in ("k", "persistent", "n_chains")}
+        params = {k: v for k, v in self.get_params().items() if k not in self._EXTRA_PARAMS}
         other = SklearnRBM(**params)
         for name in self._FITTED:
             setattr(other, name, np.copy(getattr(self, name)))
