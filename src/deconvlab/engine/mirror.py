@@ -142,7 +142,7 @@ def fit_to_map(signal: Signal, map_size) -> Signal:
     out of the map; positions outside it are zero, as the padding they stand for carries no signal down.
     """
     values, origin = signal.values, signal.origin
-    if any(have > limit for have, limit in zip(values.shape[-2:], map_size, strict=True)):
+    if _oversize(signal, map_size):
         return _shift_inside(signal, map_size)
     _, ys, xs = _window_indices(origin, values.shape[-2:])
     inside = (ys >= 0) & (ys < map_size[0]) & (xs >= 0) & (xs < map_size[1])  # (M, h, w)
@@ -259,13 +259,20 @@ def _reverse_max_pool(call: Call, signal: Signal, rule: Rule) -> Signal:
     span = tuple(
         (n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel, strict=True)
     )
-    offsets = gather_windows(call.data, signal.images, origin, (h, w)).long()  # outside the map: 0
-    rows = torch.arange(h, device=device)[:, None] * stride[0] + offsets[:, :c]
-    columns = torch.arange(w, device=device) * stride[1] + offsets[:, c:]
-    index = (rows * span[1] + columns).flatten(2)
+    offsets = gather_windows(call.data, signal.images, origin, (h, w)).int()  # outside the map: 0
+    starts = (
+        torch.arange(h, device=device, dtype=torch.int32)[:, None] * (stride[0] * span[1])
+        + torch.arange(w, device=device, dtype=torch.int32) * stride[1]
+    )  # each window's first input position, as a flat index into the span
+    index = (offsets[:, :c] * span[1] + offsets[:, c:] + starts).flatten(2).long()
     unpooled = values.new_zeros((m, c, span[0] * span[1])).scatter_add_(2, index, values.flatten(2))
     below = Signal(unpooled.view(m, c, *span), _origin_below(origin, stride, padding), signal.images)
-    return fit_to_map(below, _map_size(call.input_shape))
+    # every switch lies inside the map, so nothing outside it needs zeroing; only oversize windows shrink
+    return _shift_inside(below, _map_size(call.input_shape)) if _oversize(below, call.input_shape) else below
+
+
+def _oversize(signal: Signal, shape: tuple[int, ...]) -> bool:
+    return any(have > limit for have, limit in zip(signal.values.shape[-2:], shape[-2:], strict=True))
 
 
 def _reverse_adaptive_max_pool(call: Call, signal: Signal) -> Signal:
