@@ -5,13 +5,13 @@ projection's pixels back from the page, then works the Live image, Occlusion and
 It skips, saying why, only when Chromium or Playwright is missing (``make test`` installs Chromium
 with apt-get when it runs as root).
 
-``python tests/test_serve_browser.py DIR`` takes the README's screenshots of the demo model instead.
+``python tests/test_serve_browser.py DIR [--model NAME --weights FILE]`` takes the README's
+screenshots of the demo model (or of the given one) instead.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -226,15 +226,15 @@ def test_the_four_pages_work_in_chromium(served, tmp_path):
     )
 
 
-def take_screenshots(folder: str) -> None:
-    """The README's screenshots of the demo model (trained on first use)."""
+def take_screenshots(folder: str, model: str | None = None, weights: str | None = None) -> None:
+    """The README's screenshots: the demo model (trained on first use), or ``model`` with ``weights``."""
     from playwright.sync_api import sync_playwright
 
     from deconvlab.serve import ServeConfig, background_server, create_app
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    app = create_app(ServeConfig())
+    app = create_app(ServeConfig(model=model, weights=Path(weights) if weights else None))
     with background_server(app) as url, sync_playwright() as playwright:
         assert app.state.explorer.wait(3600), app.state.explorer.status()
         browser = open_browser(playwright, viewport=(1280, 820))
@@ -258,4 +258,11 @@ def take_screenshots(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    take_screenshots(sys.argv[1] if len(sys.argv) > 1 else "docs/images")
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Screenshots of the explorer's four pages.")
+    parser.add_argument("folder", nargs="?", default="docs/images")
+    parser.add_argument("--model", help="registered model (default: the demo model)")
+    parser.add_argument("--weights", help="its weight file")
+    options = parser.parse_args()
+    take_screenshots(options.folder, options.model, options.weights)

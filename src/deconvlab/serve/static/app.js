@@ -309,7 +309,8 @@ async function occlusion() {
   await drawImageWithBox($("occ-input"), `/api/image.png?${query({ ref: image })}`, [0, window, 0, window], size);
   const [lo, hi] = range(data.activation);
   drawGrid($("occ-activation"), data.activation, (v) => viridis(hi > lo ? (v - lo) / (hi - lo) : 0));
-  drawGrid($("occ-probability"), data.probability, (v) => viridis(v));
+  const [plo, phi] = range(data.probability);
+  drawGrid($("occ-probability"), data.probability, (v) => viridis(phi > plo ? (v - plo) / (phi - plo) : 0));
   drawGrid($("occ-label"), data.label, (v) => hexColour(CATEGORIES[v % CATEGORIES.length]));
   await drawImageWithBox($("occ-projection"), data.projection, data.box, size);
   const cls = data.classes[data.target];
@@ -317,8 +318,8 @@ async function occlusion() {
     (data.target_is_true_label ? " (true label)" : " (unoccluded prediction)");
   $("occ-summary").textContent = `${data.positions_y.length}×${data.positions_x.length} occluder positions. ` +
     `Map: ${data.layer} channel ${data.channel}. Unoccluded: P("${cls}") = ${data.unoccluded.probability.toFixed(3)}, ` +
-    `prediction "${data.classes[data.unoccluded.prediction]}". Activation colour scale ${lo.toFixed(1)}–${hi.toFixed(1)}; ` +
-    "probability 0–1.";
+    `prediction "${data.classes[data.unoccluded.prediction]}". Colour scales (dark to bright): activation ` +
+    `${lo.toFixed(1)}–${hi.toFixed(1)}, probability ${plo.toFixed(3)}–${phi.toFixed(3)}.`;
   const shown = [...new Set(data.label.flat())].sort((a, b) => a - b);
   $("occ-legend").replaceChildren(...shown.map((c) => element("span", {}, [
     element("span", { className: "swatch" }), data.classes[c]])));
