@@ -108,17 +108,25 @@ def to_full(signal: Signal, map_size) -> torch.Tensor:
     >>> to_full(signal, (3, 3))[0, 0].tolist()
     [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
     """
-    if signal.origin is None:
-        return signal.values
-    signal = _shift_inside(signal, map_size)
     values, origin = signal.values, signal.origin
-    if tuple(values.shape[-2:]) == tuple(map_size):  # _shift_inside made every origin (0, 0)
+    if origin is None or (tuple(values.shape[-2:]) == tuple(map_size) and not origin.any()):
         return values
-    m, c, h, w = values.shape
-    full = values.new_zeros((m, c, *map_size))
-    rows, ys, xs = _window_indices(origin, (h, w))
-    full.permute(0, 2, 3, 1).index_put_((rows, ys, xs), values.permute(0, 2, 3, 1))
+    full = values.new_zeros((*values.shape[:2], *map_size))
+    place(signal, full)
     return full
+
+
+def place(signal: Signal, out: torch.Tensor) -> None:
+    """Copy each unit's window into its zero map ``out[i]`` (M, C, H, W), dropping what lies outside.
+
+    One slice copy per unit: cheaper than a gather over every position.
+    """
+    values = signal.values
+    (h, w), (height, width) = values.shape[-2:], out.shape[-2:]
+    for index, (y, x) in enumerate(signal.origin.tolist()):
+        y0, y1, x0, x1 = max(y, 0), min(y + h, height), max(x, 0), min(x + w, width)
+        if y1 > y0 and x1 > x0:
+            out[index, :, y0:y1, x0:x1] = values[index, :, y0 - y : y1 - y, x0 - x : x1 - x]
 
 
 def gather_windows(maps: torch.Tensor, images: torch.Tensor, origin: torch.Tensor, size) -> torch.Tensor:
