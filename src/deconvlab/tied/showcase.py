@@ -126,7 +126,7 @@ def _rbm(data: str, epochs: int | None, seed: int, out: Path, n_builtin: int) ->
             {"n_components": 64, "learning_rate": 0.02},
             "built-in images (16x16 grey)",
         )
-    params.update(batch_size=10, n_iter=epochs or 20, random_state=seed)
+    params.update(batch_size=10, n_iter=epochs or 20, random_state=seed, centered=True)
     rbm = BernoulliRBM(**params)
     untrained = BernoulliRBM(**{**params, "n_iter": 0}).fit(train)
 
@@ -192,7 +192,7 @@ def _rbm(data: str, epochs: int | None, seed: int, out: Path, n_builtin: int) ->
             ),
             (
                 "training",
-                f"{params['n_iter']} epochs of persistent CD, batch {params['batch_size']}, "
+                f"{params['n_iter']} epochs of centered persistent CD, batch {params['batch_size']}, "
                 f"learning rate {params['learning_rate']}: {_seconds(record)}",
             ),
         ],  # fmt: skip
