@@ -146,14 +146,14 @@ def test_mismatch_lists_missing_unexpected_and_wrong_shapes(tmp_path):
     state = create("zfnet-mini", num_classes=4).state_dict()
     del state["features.0.bias"]
     state["extra.weight"] = torch.zeros(2)
-    state["classifier.6.weight"] = torch.zeros(5, 256)
+    state["classifier.6.weight"] = torch.zeros(5, 512)
     torch.save(state, tmp_path / "w.pt")
     with pytest.raises(WeightsMismatchError) as caught:
         load_weights(create("zfnet-mini", num_classes=4), tmp_path / "w.pt")
     error = caught.value
     assert error.missing == ["features.0.bias"]
     assert error.unexpected == ["extra.weight"]
-    assert error.wrong_shape == ["classifier.6.weight (file (5, 256), model (4, 256))"]
+    assert error.wrong_shape == ["classifier.6.weight (file (5, 512), model (4, 512))"]
     assert "features.0.bias" in str(error) and "extra.weight" in str(error)
 
 

@@ -33,10 +33,11 @@ def train(
     data: str = typer.Option("builtin", "--data", help="'builtin' or a folder <folder>/[<split>/]<class>/*."),
     epochs: int = typer.Option(12, "--epochs", help="Passes over the training split."),
     out: Path = typer.Option(Path("runs/zfnet-mini"), "--out", help="Run folder: checkpoints, metrics.json."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Images per SGD step (the paper: 128)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per SGD step (the paper: 128)."),
     lr: float = typer.Option(1e-2, "--lr", help="Learning rate (the paper: 1e-2)."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum (the paper: 0.9)."),
     weight_decay: float = typer.Option(5e-4, "--weight-decay", help="L2 weight decay."),
+    dropout: float = typer.Option(0.5, "--dropout", help="Drop probability before fc6 and fc7 (paper: 0.5)."),
     lr_steps: str = typer.Option(None, "--lr-steps", help="Epochs after which lr /= 10 (default 60%, 85%)."),
     renorm: bool = typer.Option(True, "--renorm/--no-renorm", help="The paper's filter RMS renormalisation."),
     checkpoint_epochs: str = typer.Option(
@@ -54,8 +55,9 @@ def train(
     try:
         metrics = run_training(
             model_name=model, data=data, epochs=epochs, out=out, batch_size=batch_size, lr=lr,
-            momentum=momentum, weight_decay=weight_decay, lr_steps=parse_epochs(lr_steps, "--lr-steps"),
-            renorm=renorm, checkpoint_epochs=parse_epochs(checkpoint_epochs, "--checkpoint-epochs"),
+            momentum=momentum, weight_decay=weight_decay, dropout=dropout,
+            lr_steps=parse_epochs(lr_steps, "--lr-steps"), renorm=renorm,
+            checkpoint_epochs=parse_epochs(checkpoint_epochs, "--checkpoint-epochs"),
             resume=resume, seed=seed, progress=progress, train_size=train_size, val_size=val_size,
             on_epoch_end=lambda row: typer.echo(
                 f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "

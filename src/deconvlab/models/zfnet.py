@@ -50,7 +50,10 @@ class ZFNet(nn.Module):
         0 conv1, 1 relu, 2 pool, 3 norm, 4 conv2, 5 relu, 6 pool, 7 norm,
         8 conv3, 9 relu, 10 conv4, 11 relu, 12 conv5, 13 relu, 14 pool
 
-    and ``classifier``: 0 dropout, 1 fc6, 2 relu, 3 dropout, 4 fc7, 5 relu, 6 fc8 (the logits).
+    and ``classifier``: 0 fc6, 1 relu, 2 dropout, 3 fc7, 4 relu, 5 dropout, 6 fc8 (the logits).
+    Dropout acts on the outputs of fc6 and fc7, as in the paper and Caffe's AlexNet (torchvision's
+    AlexNet drops the inputs of fc6 and fc7 instead; dropping half of the conv features before fc6
+    kept zfnet-mini at chance for the first hundreds of steps).
     """
 
     def __init__(
@@ -72,8 +75,8 @@ class ZFNet(nn.Module):
         )  # fmt: skip
         side = feature_map_sizes(image_size, conv_specs)[-1]
         self.classifier = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(widths[-1] * side * side, hidden), nn.ReLU(),
-            nn.Dropout(dropout), nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(widths[-1] * side * side, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )  # fmt: skip
         self.input_size = (3, image_size, image_size)
@@ -138,4 +141,4 @@ def zfnet_mini(num_classes: int = 1000, image_size: int = 64, dropout: float = 0
     """
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
         raise ValueError(f"image_size={image_size!r}: zfnet-mini needs an int of at least 32 pixels")
-    return ZFNet(num_classes, image_size, (32, 64, 96, 96, 64), MINI_CONVS, 256, dropout)
+    return ZFNet(num_classes, image_size, (32, 64, 96, 96, 64), MINI_CONVS, 512, dropout)

@@ -8,11 +8,21 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deconvlab._io import cache_dir
+from deconvlab._io import cache_dir, write_json_atomic
 from deconvlab.models import create, load_weights
 from deconvlab.training.loop import train
 
-DEMO_CONFIG = {"model_name": "zfnet-mini", "data": "builtin", "epochs": 12, "batch_size": 64, "lr": 1e-2}
+DEMO_CONFIG = {
+    "model_name": "zfnet-mini",
+    "data": "builtin",
+    "epochs": 12,
+    "batch_size": 32,
+    "lr": 1e-2,
+    "dropout": 0.5,
+}
+# Bump when the demo's architecture, data or recipe changes: a cached run of another version is replaced.
+DEMO_VERSION = 2
+MARKER = "demo.json"
 RUN_FILES = ("metrics.json", "resume.pt", "final.pt")
 
 
@@ -21,12 +31,14 @@ def demo_model(progress: bool = True) -> tuple[nn.Module, Path]:
 
     The run folder holds ``epoch-XXX.pt`` checkpoints (for the feature-evolution figure),
     ``final.pt`` and ``metrics.json``. An interrupted first training resumes where it stopped; a run
-    made with another configuration (an older deconvlab) is replaced.
+    of another demo version is replaced.
     """
     run_dir = cache_dir() / "demo"
-    if _is_stale(run_dir):
+    marker = {"version": DEMO_VERSION, "config": DEMO_CONFIG}
+    if _read_marker(run_dir) != marker:
         for path in [*run_dir.glob("epoch-*.pt"), *(run_dir / name for name in RUN_FILES)]:
             path.unlink(missing_ok=True)
+        write_json_atomic(run_dir / MARKER, marker)
     if not (run_dir / "final.pt").is_file():
         train(**DEMO_CONFIG, out=run_dir, resume=True, progress=progress)
     classes = torch.load(run_dir / "final.pt", map_location="cpu", weights_only=True)["classes"]
@@ -35,11 +47,8 @@ def demo_model(progress: bool = True) -> tuple[nn.Module, Path]:
     return model.eval(), run_dir
 
 
-def _is_stale(run_dir: Path) -> bool:
-    """True when ``run_dir`` holds a run whose configuration is not ``DEMO_CONFIG``."""
-    path = run_dir / "metrics.json"
-    if not path.is_file():
-        return False
-    config = json.loads(path.read_text())["config"]
-    wanted = {("model" if key == "model_name" else key): value for key, value in DEMO_CONFIG.items()}
-    return any(config.get(key) != value for key, value in wanted.items())
+def _read_marker(run_dir: Path) -> dict | None:
+    try:
+        return json.loads((run_dir / MARKER).read_text())
+    except (OSError, ValueError):
+        return None

@@ -73,10 +73,11 @@ def train(
     data: str | os.PathLike = "builtin",
     epochs: int = 12,
     out: str | os.PathLike = "runs/zfnet-mini",
-    batch_size: int = 64,
+    batch_size: int = 32,
     lr: float = 1e-2,
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
+    dropout: float = 0.5,
     lr_steps: list[int] | None = None,
     renorm: bool = True,
     checkpoint_epochs: list[int] | None = None,
@@ -89,7 +90,8 @@ def train(
 ) -> dict:
     """Train ``model_name`` on ``data`` ("builtin" or an image folder) and return ``metrics.json``'s dict.
 
-    ``lr_steps`` (default ``default_lr_steps``): epochs after which the learning rate is divided by
+    ``dropout`` is the drop probability before fc6 and fc7 (the paper's 0.5) for models that take
+    one. ``lr_steps`` (default ``default_lr_steps``): epochs after which the learning rate is divided by
     10. ``checkpoint_epochs`` (default ``scaled_checkpoint_epochs``): epochs whose model is kept as
     ``epoch-XXX.pt``. ``resume=True`` continues the run in ``out`` (or starts it if there is none).
     ``on_epoch_end(epoch_metrics)`` is called after each epoch's files are written.
@@ -97,6 +99,8 @@ def train(
     _check_positive("epochs", epochs)
     _check_positive("batch_size", batch_size)
     _check_positive("lr", float(lr), float)
+    if not 0 <= dropout < 1:
+        raise ValueError(f"dropout={dropout!r}: must be a probability in [0, 1)")
     lr_steps = default_lr_steps(epochs) if lr_steps is None else sorted(lr_steps)
     if checkpoint_epochs is None:
         checkpoint_epochs = scaled_checkpoint_epochs(epochs)
@@ -106,8 +110,9 @@ def train(
             raise ValueError(f"{name}={values!r}: every entry must be an epoch between 1 and epochs={epochs}")
     config = {
         "model": model_name, "data": str(data), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "momentum": momentum, "weight_decay": weight_decay, "lr_steps": lr_steps, "renorm": renorm,
-        "checkpoint_epochs": checkpoint_epochs, "seed": seed, "train_size": train_size, "val_size": val_size,
+        "momentum": momentum, "weight_decay": weight_decay, "dropout": dropout, "lr_steps": lr_steps,
+        "renorm": renorm, "checkpoint_epochs": checkpoint_epochs, "seed": seed, "train_size": train_size,
+        "val_size": val_size,
     }  # fmt: skip
     out = Path(out)
     state = _load_resume_state(out, config, resume)
@@ -120,7 +125,7 @@ def train(
         if list(val_set.classes) != list(train_set.classes):
             raise ValueError(f"data={str(data)!r}: the val split's classes differ from the train split's")
         torch.manual_seed(seed)
-        model = create(model_name, num_classes=len(train_set.classes))
+        model = create(model_name, num_classes=len(train_set.classes), dropout=dropout)
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=lr_steps, gamma=0.1)
         history, seconds, start_epoch = [], 0.0, 1
