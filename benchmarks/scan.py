@@ -69,8 +69,11 @@ def main() -> None:
     parser.add_argument("--model", default="zfnet-mini")
     parser.add_argument("--images", type=int, default=1200)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in this process")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.worker:
         worker(args)
         return
