@@ -284,3 +284,33 @@ class BuiltinDataset(torch.utils.data.Dataset):
             f"BuiltinDataset(split={self.split!r}, image_size={self.image_size}, seed={self.seed}, "
             f"size={len(self)})"
         )
+
+
+def contact_sheet(dataset: BuiltinDataset, per_class: int = 4, scale: int = 2) -> Image.Image:
+    """A picture of the ground truth: one column per class, ``per_class`` images each, enlarged
+    ``scale`` times, every part box outlined (a colour per part, in drawing order) and the object
+    mask's outline in white.
+
+    >>> contact_sheet(BuiltinDataset("val", size=24, cache=False), per_class=2).size
+    (1536, 256)
+    """
+    from PIL import ImageDraw
+
+    size = dataset.image_size * scale
+    sheet = Image.new("RGB", (size * len(dataset.classes), size * per_class))
+    draw = ImageDraw.Draw(sheet)
+    box_colours = ((255, 255, 0), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 128, 0))
+    for label in range(len(dataset.classes)):
+        indices = [i for i, y in enumerate(dataset.labels) if y == label][:per_class]
+        for row, index in enumerate(indices):
+            left, top = label * size, row * size
+            pixels = dataset.image(index).repeat(scale, 0).repeat(scale, 1).copy()
+            mask = dataset.mask(index).repeat(scale, 0).repeat(scale, 1)
+            interior = np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+            edge = mask & ~interior
+            pixels[edge] = 255
+            sheet.paste(Image.fromarray(pixels), (left, top))
+            for k, (y0, y1, x0, x1) in enumerate(dataset.parts(index).values()):
+                outline = (left + x0 * scale, top + y0 * scale, left + x1 * scale - 1, top + y1 * scale - 1)
+                draw.rectangle(outline, outline=box_colours[k % len(box_colours)])
+    return sheet
