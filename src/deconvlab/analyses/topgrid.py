@@ -103,7 +103,7 @@ def project_dataset_units(
     images, local = np.unique(units[:, 0], return_inverse=True)
     batch = torch.stack([dataset[int(i)][0] for i in images])
     rows = np.column_stack([local, units[:, 1:]])
-    projections = {rule: project(model, batch, layer, rows, rule=rule).detach().cpu() for rule in rules}
+    projections = {rule: project_fast(model, batch, layer, rows, rule=rule).detach().cpu() for rule in rules}
     field_of = receptive_field(model, layer, tuple(batch.shape[1:]))
     boxes = np.array([field_of.box(int(y), int(x)) for y, x in units[:, 2:]], dtype=np.int64).reshape(-1, 4)
     masks = _masks(dataset, images)
@@ -129,6 +129,20 @@ def project_dataset_units(
         np.array(share) if has_masks else None,
         tuple(int(v) for v in field_of.size),
     )
+
+
+def project_fast(model: nn.Module, inputs: torch.Tensor, layer: str, units, *, rule: str = "deconvnet"):
+    """``deconvlab.engine.project`` with the batched ``"mirror"`` engine where the model allows it.
+
+    The mirror engine projects all units of a chunk in one pass (tens of times faster than the
+    per-unit autograd engine on small networks); for a model with a module the mirror does not know,
+    it raises a ValueError and the autograd engine, which handles any model, is used instead. The two
+    engines agree to float32 tolerance (``deconvlab.engine``'s tests).
+    """
+    try:
+        return project(model, inputs, layer, units, rule=rule, engine="mirror")
+    except ValueError:
+        return project(model, inputs, layer, units, rule=rule, engine="autograd")
 
 
 def _masks(dataset, images: np.ndarray) -> list[torch.Tensor] | None:

@@ -59,7 +59,7 @@ def build_report(
         ("probes", sections.probes_section),
     ]
     for name, section in tqdm(stages, desc="report", disable=not study.options.progress):
-        extra = {"checkpoints": str(study.checkpoints)} if name == "evolution" else {}
+        extra = {"checkpoints": sections.checkpoint_digests(study.checkpoints)} if name == "evolution" else {}
         results[name] = study.cache.run(
             name, study.key(name, **extra), lambda section=section: section(study)
         )

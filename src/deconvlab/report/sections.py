@@ -20,7 +20,7 @@ from deconvlab.analyses.filters import filter_stats
 from deconvlab.analyses.invariance import TRANSFORMS, default_values, invariance_sweep
 from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
-from deconvlab.analyses.topgrid import project_dataset_units, strongest_channels
+from deconvlab.analyses.topgrid import project_dataset_units, project_fast, strongest_channels
 from deconvlab.report import figures as fig
 from deconvlab.report.study import Study, batch, labels_of, per_class, picture
 
@@ -157,8 +157,6 @@ def occlusion_geometry(study: Study) -> tuple[int, int]:
 
 def occlusion_section(study: Study) -> dict:
     """Fig. 7 for a few test images of each class, and the pointing game where the data has masks."""
-    from deconvlab.engine import project
-
     data = study.dataset("test")
     labels = labels_of(data)
     indices = per_class(labels, study.options.occlusion_images_per_class)
@@ -170,7 +168,7 @@ def occlusion_section(study: Study) -> dict:
     per = study.options.occlusion_images_per_class
     shown = [i * per for i in range(min(study.options.occlusion_shown, len(indices) // per))]
     units = [(i, int(panels.strongest_channel[i]), *map(int, panels.strongest_position[i])) for i in shown]
-    projections = project(study.model, images, study.all_convs[-1], units).detach().cpu()
+    projections = project_fast(study.model, images, study.all_convs[-1], units).detach().cpu()
     result = {
         "layer": study.last_conv,
         "window": window,
@@ -611,6 +609,11 @@ def _file_digest(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def checkpoint_digests(folder: Path | None) -> list[tuple[int, str]]:
+    """``(epoch, content hash)`` of each checkpoint in ``folder`` (none without one): the evolution key."""
+    return [(epoch, _file_digest(path)) for epoch, path in checkpoint_epochs(folder)] if folder else []
 
 
 def _read_png(path: Path) -> np.ndarray:

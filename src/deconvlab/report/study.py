@@ -72,7 +72,6 @@ class Study:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        self.model.eval()
         self.cache = StageCache(self.out)
         self.fingerprint = model_fingerprint(self.model)
         all_convs = conv_layers(self.model)
