@@ -302,22 +302,18 @@ def _small_parts(data, indices: np.ndarray) -> list[str]:
 
 
 def _consistent_layout(data, candidates: np.ndarray, parts: list[str], count: int) -> list[int]:
-    """The ``count`` images whose part layout (part centres relative to the object's box) is most typical.
+    """The ``count`` images whose parts lie closest to where they lie in a typical image of the class.
 
-    The paper chose frontal views of dog faces; here the images whose parts sit where they sit in most
-    images of the class, so that the same part falls on the same features.
+    The paper used 5 frontal, roughly centred dog faces, so the same part fell on the same features in
+    every image. Here the layout of an image is the vector of its part centres in pixels; the images
+    nearest to the median layout are the most alike in position, scale and rotation.
     """
-    layouts = []
-    for i in candidates:
-        y0, y1, x0, x1 = _bounding_box(np.asarray(data.mask(int(i))))
-        centres = [
-            ((a + b) / 2 - y0) / max(y1 - y0, 1) for a, b, _, _ in (data.parts(int(i))[p] for p in parts)
+    layouts = np.array(
+        [
+            [(a + b) / 2 for box in (data.parts(int(i))[p] for p in parts) for a, b in (box[:2], box[2:])]
+            for i in candidates
         ]
-        centres += [
-            ((c + d) / 2 - x0) / max(x1 - x0, 1) for _, _, c, d in (data.parts(int(i))[p] for p in parts)
-        ]
-        layouts.append(centres)
-    layouts = np.array(layouts)
+    )
     distance = np.linalg.norm(layouts - np.median(layouts, axis=0), axis=1)
     return sorted(int(candidates[j]) for j in np.argsort(distance, kind="stable")[:count])
 
