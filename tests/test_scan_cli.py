@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,3 +119,14 @@ def test_weights_are_required_beyond_the_demo(setup):
     argv[argv.index("--model") + 1] = "zfnet"
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 2 and "--weights: required" in result.output
+
+
+def test_without_weights_zfnet_mini_on_builtin_uses_the_demo_network(demo_model, tmp_path):
+    model, _ = demo_model
+    argv = ["scan", "--layers", "features.0", "--k", "2", "--out", str(tmp_path / "cli"), "--no-progress"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    expected = topk_scan(model, load_dataset("builtin", "val"), ["features.0"], k=2, progress=False)
+    assert (tmp_path / "cli" / "topk.json").read_text() == json.dumps(
+        expected.to_json(), indent=2, sort_keys=True
+    ) + "\n"
