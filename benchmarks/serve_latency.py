@@ -9,10 +9,11 @@ server adds: JSON parsing, checks, the activation read-out, PNG encoding, HTTP.
 
 Goal (issue 8): median at most 200 ms on 2 CPU cores.
 
-    python benchmarks/serve_latency.py [--requests 60] [--threads 2] [--random-weights]
+    python benchmarks/serve_latency.py [--requests 60] [--threads 2] [--random-weights | --weights FILE]
 
 ``--random-weights`` serves zfnet-mini with seeded random weights instead (same layers, same work
-per request; no training needed), for a quick measurement.
+per request; no training needed), for a quick measurement; ``--weights FILE`` serves zfnet-mini with
+that checkpoint (for example one of the demo run's ``epoch-XXX.pt``).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=60, help="timed requests (and direct calls)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the goal is on 2 cores)")
     parser.add_argument("--random-weights", action="store_true", help="skip training: random zfnet-mini")
+    parser.add_argument("--weights", help="serve zfnet-mini with this checkpoint instead of the demo model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -65,7 +67,13 @@ def main() -> None:
         model = create("zfnet-mini", num_classes=12)
         return Loaded(model, load_dataset("builtin", "val", 64), "zfnet-mini (random weights)")
 
-    app = create_app(ServeConfig(loader=random_weights if args.random_weights else None))
+    if args.random_weights:
+        config = ServeConfig(loader=random_weights)
+    elif args.weights:
+        config = ServeConfig(model="zfnet-mini", weights=args.weights)
+    else:
+        config = ServeConfig()
+    app = create_app(config)
     with background_server(app) as url:
         explorer = app.state.explorer
         began = time.perf_counter()
