@@ -129,8 +129,13 @@ def test_chunk_size_changes_nothing_but_is_reported():
     assert by_three.projection_info.chunk_size == 3
     assert by_three.projection_info.backward_passes == -(-len(units) // 3)
     assert whole.projection_info.chunk_size == len(units)  # all of them fit in the default budget
-    autograd = project(model, images, "features.6", units).projection_info
-    assert (autograd.chunk_size, autograd.forward_passes, autograd.backward_passes) == (1, 2, len(units))
+    # autograd: a backward pass carries one unit of each image of a group of chunk_size images
+    autograd = project(model, images, "features.6", units)
+    info = autograd.projection_info
+    assert (info.chunk_size, info.forward_passes, info.backward_passes) == (2, 2, len(units) // 2)
+    image_by_image = project(model, images, "features.6", units, chunk_size=1)
+    torch.testing.assert_close(image_by_image, autograd)
+    assert image_by_image.projection_info.backward_passes == len(units)
 
 
 @pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")

@@ -133,50 +133,76 @@ class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``wit
         return func(*args, **kwargs)
 
 
-def forward_image(
-    model: nn.Module, image: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Forward one image (1, C, H, W) up to ``layer`` with the rule in place.
+def forward_images(
+    model: nn.Module, images: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Forward ``images`` (G, C, H, W) up to ``layer`` with the rule in place.
 
-    Returns the input leaf and the layer's output. The model must already be frozen (``frozen_eval``).
+    Returns the input leaf, the layer's output and the bytes the pass saved for its backward.
+    The model must already be frozen (``frozen_eval``).
     """
-    x = image.detach().clone().requires_grad_(True)
-    with torch.enable_grad(), rule_relus(rule, allow_vjp, where=f"the model below layer {layer!r}"):
+    x = images.detach().clone().requires_grad_(True)
+    saved = SavedBytes()
+    with (
+        torch.enable_grad(),
+        torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack),
+        rule_relus(rule, allow_vjp, where=f"the model below layer {layer!r}"),
+    ):
         output = forward_to(model, layer, x)
-    return x, output
+    return x, output, saved.total
 
 
-def backward_units(x: torch.Tensor, output: torch.Tensor, units: torch.Tensor, seed: str) -> torch.Tensor:
-    """Projections (M, C, H, W) of ``units`` rows (channel, y, x) or (feature,) of the image ``x``.
+def backward_slots(x: torch.Tensor, output: torch.Tensor, units: torch.Tensor, seed: str) -> torch.Tensor:
+    """Projections (M, C, H, W) of ``units``, rows (image, channel, y, x) or (image, feature) indexing
+    the batch ``x``, through its forward graph (kept between passes with ``retain_graph``).
 
-    One backward pass per unit through the same forward graph (kept with ``retain_graph``). A single
-    batched pass (``is_grads_batched``) gives the same numbers, but in torch 2.13 vmap has no batching
-    rule for ``convolution_backward`` and loops over the seeds itself, on a slower kernel: measured
-    1.2x (ZFNet) to 10x (small nets) slower than this loop. The mirror engine batches units for real.
+    Backward pass k carries the k-th unit of every image at once: the images are the batch, so one
+    pass gives up to G projections (vmap's ``is_grads_batched`` could carry several units of one image,
+    but torch 2.13 has no batching rule for ``convolution_backward`` and loops, on a slower kernel).
+
+    >>> x = torch.ones(2, 1, 1, 3, requires_grad=True)
+    >>> units = torch.tensor([[1, 0, 0, 2], [0, 0, 0, 0], [1, 0, 0, 0]])
+    >>> backward_slots(x, 2 * x, units, "one")[:, 0, 0].tolist()     # d(2x)/dx at each unit
+    [[0.0, 0.0, 2.0], [2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]
     """
     projections = x.new_zeros((len(units), *x.shape[1:]), dtype=torch.float32)
     if not output.requires_grad:  # the layer does not depend on the input
         return projections
-    for index, seed_map in enumerate(seed_maps(output.detach(), units, seed)):
-        (grad,) = torch.autograd.grad(output, x, seed_map[None], retain_graph=True, allow_unused=True)
+    slots = slot_of_each_unit(units[:, 0])
+    values = output.detach()[tuple(units.T.to(output.device))] if seed == "activation" else None
+    for slot in range(int(slots.max()) + 1):
+        mine = torch.nonzero(slots == slot).flatten()
+        seeds = torch.zeros_like(output)
+        seeds[tuple(units[mine].T.to(output.device))] = values[mine] if values is not None else 1.0
+        (grad,) = torch.autograd.grad(output, x, seeds, retain_graph=True, allow_unused=True)
         if grad is not None:
-            projections[index] = grad[0]
+            projections[mine.to(x.device)] = grad[units[mine, 0].to(x.device)]
     return projections
 
 
-def seed_maps(output: torch.Tensor, units: torch.Tensor, seed: str) -> torch.Tensor:
-    """One map per unit, shaped like one image's ``output``, zero except at the unit.
+def slot_of_each_unit(images: torch.Tensor) -> torch.Tensor:
+    """For each unit, how many units of the same image come before it.
 
-    ``seed="activation"`` puts the unit's own activation there (the paper); ``"one"`` puts 1.
-
-    >>> out = torch.arange(6.0).view(1, 1, 2, 3)
-    >>> seed_maps(out, torch.tensor([[0, 1, 2]]), "activation")[0, 0]
-    tensor([[0., 0., 0.],
-            [0., 0., 5.]])
+    >>> slot_of_each_unit(torch.tensor([3, 1, 3, 3, 1])).tolist()
+    [0, 0, 1, 2, 1]
     """
-    columns = tuple(units.T.to(output.device))
-    rows = torch.arange(len(units), device=output.device)
-    seeds = torch.zeros((len(units), *output.shape[1:]), dtype=output.dtype, device=output.device)
-    values = output[0][columns] if seed == "activation" else torch.ones_like(rows, dtype=output.dtype)
-    seeds[(rows, *columns)] = values
-    return seeds
+    order = torch.argsort(images, stable=True)
+    ordered = images[order]
+    first = torch.searchsorted(ordered, ordered, side="left")
+    slots = torch.empty_like(images)
+    slots[order] = torch.arange(len(images)) - first
+    return slots
+
+
+class SavedBytes:
+    """Counts the bytes a forward pass saves for its backward (``saved_tensors_hooks``)."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    def pack(self, tensor: torch.Tensor) -> torch.Tensor:
+        self.total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    def unpack(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor

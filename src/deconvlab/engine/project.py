@@ -39,7 +39,7 @@ from deconvlab.engine.rules import Rule, get_rule
 
 ENGINES = ("autograd", "mirror")
 SEEDS = ("activation", "one")
-MEMORY_BUDGET = 2**30  # bytes of mirror windows per chunk when no chunk_size is given
+MEMORY_BUDGET = 2**30  # bytes per chunk (mirror windows, autograd graphs) when no chunk_size is given
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 class ProjectionInfo:
     """How a ``project`` call ran; attached to its result as ``result.projection_info``.
 
-    ``chunk_size``: the most units carried by one backward pass (what bounds memory; 1 for autograd);
-    ``forward_passes``: images forwarded; ``backward_passes``: backward (mirror) passes run.
+    ``chunk_size``: the most units carried by one backward pass (what bounds memory);
+    ``forward_passes``: images forwarded; ``backward_passes``: backward (or mirror) passes run.
     """
 
     engine: str
@@ -78,10 +78,12 @@ def project(
     ``inputs`` (N, C, H, W); ``layer`` a name from ``model.named_modules()``; ``units`` an integer tensor
     or array, one row per unit: (image_index, channel, y, x) or (image_index, feature).
     ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``).
-    ``engine``: "autograd" (any model: each image forwarded once, one backward pass per unit through
-    its graph) or "mirror" (the paper's explicit deconvnet for chains of known modules: all images
-    forwarded once, units going down together in chunks, each in its receptive-field window: faster).
-    ``chunk_size``: units per mirror pass (default: as many as fit in about 1 GiB; ignored by autograd).
+    ``engine``: "autograd" (any model: images forwarded once, in groups; each backward pass carries one
+    unit of every image of the group) or "mirror" (the paper's explicit deconvnet for chains of known
+    modules: all images forwarded once, units going down together in chunks, each in its
+    receptive-field window: faster).
+    ``chunk_size``: the most units per backward pass (mirror: units; autograd: images per group);
+    default: as many as fit in about 1 GiB.
     ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
     The model runs in eval mode; its train/eval state and ``requires_grad`` flags are restored.
     The result carries ``result.projection_info`` (a ``ProjectionInfo``).
@@ -104,18 +106,27 @@ def project(
 
 
 def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
-    """The autograd engine: one forward pass per image that has units, one backward pass per unit."""
-    images = rows[:, 0]
-    projections = None
-    order = np.unique(images.numpy())
-    for image in order:
-        x, output = autograd.forward_image(model, inputs[image : image + 1], layer, rule, allow_vjp)
-        if projections is None:  # the first forward gives the layer's shape: check every unit now
+    """The autograd engine: images forwarded once, in groups of ``chunk_size``; each backward pass
+    carries one unit of every image of the group (without a ``chunk_size``, the group is what fits in
+    the memory budget, from the bytes one image's forward pass saves)."""
+    images = np.unique(rows[:, 0].numpy())
+    if chunk_size is None:
+        _, _, per_image = autograd.forward_images(model, inputs[images[:1]], layer, rule, allow_vjp)
+        chunk_size = max(1, MEMORY_BUDGET // max(per_image, 1))
+    projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
+    backward_passes = 0
+    for start in range(0, len(images), chunk_size):
+        group = torch.as_tensor(images[start : start + chunk_size])
+        x, output, _ = autograd.forward_images(model, inputs[group.to(inputs.device)], layer, rule, allow_vjp)
+        if start == 0:  # the first forward gives the layer's shape: check every unit now
             check_units(rows, layer, (len(inputs), *output.shape[1:]))
-            projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
-        mine = torch.nonzero(images == int(image)).flatten()
-        projections[mine.to(inputs.device)] = autograd.backward_units(x, output, rows[mine, 1:], seed)
-    info = ProjectionInfo("autograd", rule.name, seed, len(rows), 1, len(order), len(rows))
+        mine = torch.nonzero(torch.isin(rows[:, 0], group)).flatten()
+        local = rows[mine].clone()
+        local[:, 0] = torch.searchsorted(group, local[:, 0].contiguous())  # image index -> row in group
+        projections[mine.to(inputs.device)] = autograd.backward_slots(x, output, local, seed)
+        backward_passes += int(autograd.slot_of_each_unit(local[:, 0]).max()) + 1
+    chunk_size = min(chunk_size, len(images))
+    info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(images), backward_passes)
     return projections, info
 
 
