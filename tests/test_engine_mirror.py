@@ -330,3 +330,21 @@ def test_projections_run_in_eval_mode():
     x = images.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(model.eval()(x)[0, 0, 2, 2], x)
     torch.testing.assert_close(result, expected)
+
+
+def test_hooks_act_only_in_the_calling_thread():
+    # while a projection's stop hook is registered, the same model runs normally in another thread
+    import threading
+
+    from deconvlab.engine._model import stop_at
+
+    model = gelu_net()
+    image = torch.randn(1, 1, 12, 12)
+    expected = model(image)
+    store, results = [], []
+    with stop_at(model[2], store):
+        worker = threading.Thread(target=lambda: results.append(model(image)))
+        worker.start()
+        worker.join()
+    assert store == []
+    torch.testing.assert_close(results[0], expected)

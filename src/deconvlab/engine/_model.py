@@ -5,6 +5,7 @@ Everything that touches the model is a context manager, so nothing is left behin
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -101,19 +102,33 @@ def check_units(rows: torch.Tensor, layer: str, output_shape: tuple[int, ...]) -
 
 @contextmanager
 def frozen_eval(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode with ``requires_grad=False`` everywhere; restore both afterwards."""
-    training = [(module, module.training) for module in model.modules()]
-    flags = [(param, param.requires_grad) for param in model.parameters()]
+    """Put the modules of ``model`` that are training into eval mode; put them back afterwards.
+
+    ``requires_grad`` flags are left alone (the engines ask autograd for input gradients only), and a
+    model already in eval mode is not touched at all, so concurrent projections on a served model
+    cannot race on its state.
+    """
+    training = [module for module in model.modules() if module.training]
     try:
-        model.eval()
-        for param, _ in flags:
-            param.requires_grad_(False)
+        for module in training:
+            module.training = False
         yield model
     finally:
-        for module, mode in training:
-            module.training = mode
-        for param, flag in flags:
-            param.requires_grad_(flag)
+        for module in training:
+            module.training = True
+
+
+def this_thread_only(hook):
+    """``hook`` acting only in the thread that made it: a forward pass of the same model in another
+    thread (a served model) neither stops nor records."""
+    owner = threading.get_ident()
+
+    def guarded(module, args, output):
+        if threading.get_ident() == owner:
+            return hook(module, args, output)
+        return None
+
+    return guarded
 
 
 @contextmanager
@@ -124,7 +139,7 @@ def stop_at(module: nn.Module, store: list) -> Iterator[None]:
         store.append(output)
         raise LayerReached
 
-    handle = module.register_forward_hook(hook)
+    handle = module.register_forward_hook(this_thread_only(hook))
     try:
         yield
     finally:

@@ -85,7 +85,9 @@ def project(
     ``chunk_size``: the most units per backward pass (mirror: units; autograd: images per group);
     default: as many as fit in about 1 GiB.
     ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
-    The model runs in eval mode; its train/eval state and ``requires_grad`` flags are restored.
+    The model runs in eval mode (modules that were training are put back); ``requires_grad`` flags are
+    not changed. Hooks act only in the calling thread, so a served model can be used concurrently.
+    A module called several times in one forward pass is the layer at its first call.
     The result carries ``result.projection_info`` (a ``ProjectionInfo``).
     """
     inputs = check_inputs(inputs)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from deconvlab.engine._model import LayerReached, find_layer
+from deconvlab.engine._model import LayerReached, find_layer, this_thread_only
 
 
 @dataclass
@@ -132,7 +132,7 @@ def _is_reshape(before: torch.Tensor, after: torch.Tensor) -> bool:
 
 @contextmanager
 def _forward_hook(module: nn.Module, hook) -> Iterator[None]:
-    handle = module.register_forward_hook(hook)
+    handle = module.register_forward_hook(this_thread_only(hook))
     try:
         yield
     finally:
