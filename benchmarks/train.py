@@ -11,7 +11,7 @@ checkpoints or progress bars). The ratio ``deconvlab epoch / bare epoch`` is dec
 ``bare epoch x epochs`` is the floor for this model and data on this machine. The 1-minute load
 average is printed before and after: on a shared machine the absolute times are pessimistic.
 
-    .venv/bin/python benchmarks/train.py              # about 3 minutes on 2 idle cores
+    .venv/bin/python benchmarks/train.py              # about 2.5 minutes on 2 idle cores
     .venv/bin/python benchmarks/train.py --epochs 2   # a quick look (does not reach the goal)
 """
 

@@ -2,8 +2,8 @@
 
 Examples::
 
-    deconvlab train --model zfnet-mini --data builtin --epochs 12 --out runs/mini
-    deconvlab train --model zfnet-mini --data builtin --epochs 12 --out runs/mini --resume
+    deconvlab train --model zfnet-mini --data builtin --epochs 8 --out runs/mini
+    deconvlab train --model zfnet-mini --data builtin --epochs 8 --out runs/mini --resume
     deconvlab train --model zfnet --data ~/images --epochs 30 --out runs/zf --batch-size 32 --lr 0.005
     deconvlab evaluate runs/mini/final.pt --data builtin --split test
 """
@@ -31,7 +31,7 @@ def parse_epochs(text: str | None, name: str) -> list[int] | None:
 def train(
     model: str = typer.Option("zfnet-mini", "--model", help="Registered architecture."),
     data: str = typer.Option("builtin", "--data", help="'builtin' or a folder <folder>/[<split>/]<class>/*."),
-    epochs: int = typer.Option(12, "--epochs", help="Passes over the training split."),
+    epochs: int = typer.Option(8, "--epochs", help="Passes over the training split."),
     out: Path = typer.Option(Path("runs/zfnet-mini"), "--out", help="Run folder: checkpoints, metrics.json."),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per SGD step (the paper: 128)."),
     lr: float = typer.Option(1e-2, "--lr", help="Learning rate (the paper: 1e-2)."),

@@ -71,7 +71,7 @@ def _check_positive(name: str, value, kind=int) -> None:
 def train(
     model_name: str = "zfnet-mini",
     data: str | os.PathLike = "builtin",
-    epochs: int = 12,
+    epochs: int = 8,
     out: str | os.PathLike = "runs/zfnet-mini",
     batch_size: int = 32,
     lr: float = 1e-2,
