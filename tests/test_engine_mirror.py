@@ -116,6 +116,7 @@ def test_engines_agree(rule, layer):
     mirror = project(model, images, layer, units, rule=rule, engine="mirror", chunk_size=5)
     autograd = project(model, images, layer, units, rule=rule, engine="autograd")
     assert mirror.abs().max() > 0
+    assert not mirror.requires_grad and not autograd.requires_grad  # no graph kept through the weights
     torch.testing.assert_close(mirror, autograd, rtol=1e-4, atol=1e-5 * float(autograd.abs().max()))
 
 

@@ -156,7 +156,8 @@ def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vj
 
 def _mirror_chunk(calls, output, rows, out, rule, seed, allow_vjp) -> int:
     """Write the projections of ``rows`` into ``out``; return the largest window's bytes."""
-    signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, allow_vjp)
+    with torch.no_grad():  # the weights may require grad: build no graph
+        signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, allow_vjp)
     if signal.origin is None:
         out.copy_(signal.values.reshape(out.shape))
     else:
