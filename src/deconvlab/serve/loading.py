@@ -86,21 +86,17 @@ def default_loader(config: ServeConfig, progress: Progress) -> Loaded:
 
 
 def _demo_model(progress: Progress):
-    """``deconvlab.training.demo_model()``, saying whether it trains (first use) or loads its cache."""
+    """``deconvlab.training.demo_model()``: loads its cached run, or trains it first (epochs shown)."""
     from deconvlab._io import cache_dir
     from deconvlab.training import DEMO_CONFIG, demo_model
 
-    run_dir = cache_dir() / "demo"
-    if (run_dir / "final.pt").is_file():
-        progress.start("model", message="loading the cached demo model")
-    else:
-        progress.start(
-            "training",
-            total=DEMO_CONFIG["epochs"],
-            message="training the demo model on the built-in dataset (first use only, a few minutes on "
-            "2 cores; cached afterwards)",
-            watch=lambda: epochs_done(run_dir / "metrics.json"),
-        )
+    progress.start(
+        "training",
+        total=DEMO_CONFIG["epochs"],
+        message="loading the demo model, or training it on the built-in dataset on first use (a few "
+        "minutes on 2 cores; cached afterwards)",
+        watch=lambda: epochs_done(cache_dir() / "demo" / "metrics.json"),
+    )
     model, _ = demo_model(progress=False)
     return model
 
