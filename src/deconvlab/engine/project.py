@@ -141,11 +141,12 @@ def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vj
     check_units(rows, layer, tuple(output.shape))
     rows = rows.to(inputs.device)
     projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
-    bounds, backward_passes = [], 0
+    first = 0  # units already projected
     if chunk_size is None:
         peak = _mirror_chunk(calls, output, rows[:1], projections[:1], rule, seed, allow_vjp)
-        chunk_size, bounds, backward_passes = max(1, MEMORY_BUDGET // (4 * peak)), [1], 1
-    for start in range(bounds[0] if bounds else 0, len(rows), chunk_size):
+        chunk_size, first = max(1, MEMORY_BUDGET // (4 * peak)), 1
+    backward_passes = first
+    for start in range(first, len(rows), chunk_size):
         chunk = slice(start, start + chunk_size)
         _mirror_chunk(calls, output, rows[chunk], projections[chunk], rule, seed, allow_vjp)
         backward_passes += 1
