@@ -1,6 +1,6 @@
 """The whole ``deconvlab demo``: training (when not cached) plus the full report, against the 10-minute goal.
 
-    .venv/bin/python benchmarks/demo.py [--fresh] [--out DIR]
+    .venv/bin/python benchmarks/demo.py [--fresh] [--threads N] [--out DIR]
 
 ``--fresh`` trains from scratch in a temporary cache (the real demo on a fresh clone); without it the
 cached demo network is reused and only the report is timed. Every report stage is computed anew (a
@@ -42,7 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="train from scratch in a temporary cache")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.fresh:
         os.environ["DECONVLAB_CACHE"] = tempfile.mkdtemp(prefix="deconvlab-cache-")
     from deconvlab.report import ReportOptions, build_report

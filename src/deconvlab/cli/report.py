@@ -37,11 +37,18 @@ def report(
     window: int | None = typer.Option(None, "--window", help="Occluder side in pixels (default image/4)."),
     stride: int | None = typer.Option(None, "--stride", help="Occluder step in pixels (default window/4)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    threads: int | None = typer.Option(
+        None,
+        "--threads",
+        min=1,
+        help="torch intra-op threads (default torch's; 1 is faster on a busy machine).",
+    ),
 ) -> None:
     """Top-9 grids, feature evolution, invariance, filters, occlusion, correspondence and linear probes."""
     from deconvlab.cli.scan import load_model
     from deconvlab.report import ReportOptions, build_report
 
+    set_threads(threads)
     try:
         options = ReportOptions(
             layers=_names(layers),
@@ -65,6 +72,14 @@ def report(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     typer.echo(str(index))
+
+
+def set_threads(threads: int | None) -> None:
+    """Set torch's intra-op thread count for this process (the command's own process), when given."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:

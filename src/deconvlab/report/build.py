@@ -60,9 +60,7 @@ def build_report(
     ]
     for name, section in tqdm(stages, desc="report", disable=not study.options.progress):
         extra = {"checkpoints": sections.checkpoint_digests(study.checkpoints)} if name == "evolution" else {}
-        results[name] = study.cache.run(
-            name, study.key(name, **extra), lambda section=section: section(study)
-        )
+        results[name] = study.cache.run(name, study.key(name, **extra), lambda f=section: _timed(f, study))
     report = assemble(
         results,
         title=f"deconvlab report: {model_name}",

@@ -1,0 +1,252 @@
+"""``deconvlab report``: the report's numbers against independent computations and the ground truth.
+
+One small end-to-end report on the trained demo network (the ``demo_model`` fixture), interrupted once
+and resumed; one report on a user's image folder with an unreadable file; the pieces by hand.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from deconvlab.cli import app
+from deconvlab.report import ReportOptions, build_report
+from deconvlab.report.build import checks
+from deconvlab.report.cache import StageCache
+from deconvlab.report.figures import crop, tile
+from deconvlab.report.html import image_sources
+
+runner = CliRunner()
+
+SMALL = ReportOptions(
+    layers=("features.0", "features.12"),
+    channels_per_layer=4,
+    evolution_channels=2,
+    evolution_images=200,
+    occlusion_images_per_class=2,
+    occlusion_shown=2,
+    probe_train_images=600,
+    probe_test_images=240,
+    progress=False,
+)
+
+
+# --- pieces -----------------------------------------------------------------------------------------
+
+
+def test_checks_follow_their_rules():
+    report = {
+        "occlusion": {"pointing_game_accuracy": 0.75},
+        "top9": {"fraction_in_field": 1.0, "fraction_on_object": 0.4},
+        "correspondence": [
+            {"layer": "c5", "part": "eye", "mean": 0.1, "std": 0.0},
+            {"layer": "c5", "part": "nose", "mean": 0.3, "std": 0.0},
+            {"layer": "c5", "part": "random", "mean": 0.2, "std": 0.0},
+            {"layer": "fc7", "part": "eye", "mean": 0.9, "std": 0.0},
+            {"layer": "fc7", "part": "random", "mean": 0.2, "std": 0.0},
+        ],
+        "correspondence_setup": {"layers": {"last_conv": "c5", "penultimate": "fc7"}},
+    }
+    found = {c["name"]: (c["value"], c["passed"]) for c in checks(report)}
+    assert found == {
+        "pointing game accuracy (Fig. 7 (d))": (0.75, False),
+        "projection energy inside the receptive field": (1.0, True),
+        "projection energy on the object": (0.4, False),
+        "correspondence: eye below random at c5": (0.1, True),
+        "correspondence: nose below random at c5": (0.3, False),
+    }
+
+
+def test_crop_pads_grey_on_the_side_the_field_was_clipped():
+    picture = np.arange(5 * 5 * 3, dtype=np.uint8).reshape(5, 5, 3)
+    top_left = crop(picture, (0, 2, 0, 3), size=(4, 4))  # clipped at the top and the left
+    np.testing.assert_array_equal(top_left[2:, 1:], picture[:2, :3])
+    assert (top_left[:2] == 128).all() and (top_left[:, :1] == 128).all()
+    bottom = crop(picture, (3, 5, 1, 5), size=(4, 4))  # clipped at the bottom only
+    np.testing.assert_array_equal(bottom[:2], picture[3:5, 1:5])
+    assert (bottom[2:] == 128).all()
+    np.testing.assert_array_equal(crop(picture, (1, 3, 1, 4)), picture[1:3, 1:4])
+
+
+def test_tile_places_each_tile_in_its_cell():
+    red, blue = np.zeros((2, 2, 3), np.uint8), np.zeros((2, 2, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    grid = tile([red, blue, red], columns=2, cell=4, gap=1)
+    assert grid.shape == (9, 9, 3)
+    assert (grid[:4, :4] == [255, 0, 0]).all() and (grid[:4, 5:] == [0, 0, 255]).all()
+    assert (grid[5:, :4] == [255, 0, 0]).all() and (grid[5:, 5:] == 255).all()  # empty cell stays white
+
+
+def test_stage_cache_recomputes_when_a_figure_is_gone(tmp_path):
+    cache, calls = StageCache(tmp_path), []
+
+    def compute():
+        calls.append(1)
+        (tmp_path / "a.png").write_bytes(b"png")
+        return {"x": 1, "figures": ["a.png"]}
+
+    cache.run("s", {"k": 1}, compute)
+    cache.run("s", {"k": 1}, compute)
+    (tmp_path / "a.png").unlink()
+    assert cache.run("s", {"k": 1}, compute) == {"x": 1, "figures": ["a.png"]}
+    assert len(calls) == 2
+
+
+# --- the demo network, end to end ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_report(demo_model, tmp_path_factory):
+    """A small report, first interrupted by a corrupt checkpoint, then resumed. Returns what it needs."""
+    model, run_dir = demo_model
+    out = tmp_path_factory.mktemp("report")
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    for path in run_dir.glob("epoch-*.pt"):
+        shutil.copy(path, checkpoints / path.name)
+    (checkpoints / "epoch-999.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="epoch-999.pt"):
+        build_report(model, out, model_name="zfnet-mini", checkpoints=checkpoints, options=SMALL)
+    stages = out / ".stages"
+    before = {p.name: p.stat().st_mtime_ns for p in stages.glob("*.json")}
+    (checkpoints / "epoch-999.pt").unlink()
+    index = build_report(model, out, model_name="zfnet-mini", checkpoints=checkpoints, options=SMALL)
+    after = {p.name: p.stat().st_mtime_ns for p in stages.glob("*.json")}
+    report = json.loads((out / "report.json").read_text())
+    return model, index, report, before, after, checkpoints
+
+
+def test_report_resumes_after_an_interruption(demo_report):
+    _, _, report, before, after, checkpoints = demo_report
+    assert {"dataset.json", "top9.json"} <= set(before)  # finished before the corrupt checkpoint
+    for name, stamp in before.items():  # nothing finished was computed again
+        assert after[name] == stamp, name
+    epochs = sorted(int(p.stem.split("-")[1]) for p in checkpoints.glob("epoch-*.pt"))
+    assert report["evolution"]["epochs"] == epochs
+    assert [step["epoch"] for step in report["evolution"]["steps"]] == epochs
+
+
+def test_every_image_of_the_page_exists(demo_report):
+    _, index, report, *_ = demo_report
+    sources = image_sources(index.read_text())
+    assert len(sources) >= 10
+    for source in sources:
+        assert not Path(source).is_absolute() and ".." not in source
+        with Image.open(index.parent / source) as image:
+            image.verify()
+    assert all(c["passed"] for c in report["checks"]), report["checks"]
+
+
+def test_ground_truth_checks_hold(demo_report):
+    _, _, report, *_ = demo_report
+    assert report["occlusion"]["pointing_game_accuracy"] >= 0.8
+    last_conv = report["correspondence_setup"]["layers"]["last_conv"]
+    delta = {row["part"]: row["mean"] for row in report["correspondence"] if row["layer"] == last_conv}
+    assert {"left_eye", "right_eye", "nose", "random"} <= set(delta)
+    for part in ("left_eye", "right_eye", "nose"):
+        assert delta[part] < delta["random"], (part, delta)
+    assert report["top9"]["fraction_in_field"] > 0.5
+    assert report["top9"]["fraction_on_object"] > 0.5
+
+
+def test_correspondence_rows_equal_a_direct_computation(demo_report):
+    from deconvlab.data import BuiltinDataset
+
+    model, _, report, *_ = demo_report
+    setup = report["correspondence_setup"]
+    data = BuiltinDataset("test")
+    images = torch.stack([data[i][0] for i in setup["images"]])
+    tap = setup["layers"]["last_conv"]  # a ReLU module's name in zfnet-mini
+    stage = model.features[: int(tap.split(".")[1]) + 1]
+    for part in ("nose", "random"):
+        occluded = images.clone()
+        for n, (y0, y1, x0, x1) in enumerate(setup["boxes"][part]):
+            occluded[n, :, y0:y1, x0:x1] = 0.0
+        with torch.no_grad():
+            signs = torch.sign(stage(images) - stage(occluded)).flatten(1)
+        pairs = [
+            float((signs[i] != signs[j]).double().mean())
+            for i, j in itertools.combinations(range(len(signs)), 2)
+        ]
+        row = next(r for r in report["correspondence"] if r["layer"] == tap and r["part"] == part)
+        np.testing.assert_allclose([row["mean"], row["std"]], [np.mean(pairs), np.std(pairs)], rtol=1e-6)
+
+
+def test_top9_lists_equal_a_brute_force_scan(demo_report):
+    from deconvlab.data import BuiltinDataset
+
+    model, _, report, *_ = demo_report
+    data = BuiltinDataset("val")
+    layer = report["top9"]["layers"][-1]
+    assert layer["layer"] == "features.12"
+    with torch.no_grad():
+        maxima = torch.cat(
+            [
+                model.features[:13](torch.stack([data[i][0] for i in range(s, min(s + 200, len(data)))]))
+                .flatten(2)
+                .amax(dim=2)
+                for s in range(0, len(data), 200)
+            ]
+        )
+    strongest = maxima.max(dim=0).values
+    chosen = [c["channel"] for c in layer["channels"]]
+    assert chosen == torch.argsort(strongest, descending=True, stable=True)[: len(chosen)].tolist()
+    for record in layer["channels"]:
+        column = maxima[:, record["channel"]].double()
+        expected = sorted(range(len(column)), key=lambda i: (-float(column[i]), i))[:9]
+        assert record["images"] == expected
+        np.testing.assert_allclose(record["values"], column[expected], rtol=1e-5)
+
+
+# --- a user's folder --------------------------------------------------------------------------------
+
+
+def test_report_on_a_folder_lists_the_unreadable_file(tmp_path):
+    from deconvlab.data import BuiltinDataset
+    from deconvlab.models import create
+
+    source = BuiltinDataset("val", size=36)
+    root = tmp_path / "photos"
+    for i in range(len(source)):
+        split = ("train", "train", "val", "test")[i % 4]
+        folder = root / split / source.classes[source.labels[i] % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(source.image(i)).save(folder / f"{i}.png")
+    broken = root / "test" / source.classes[0] / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    torch.manual_seed(0)
+    weights = tmp_path / "mini.pt"
+    torch.save(create("zfnet-mini", num_classes=3).state_dict(), weights)
+    out = tmp_path / "report"
+    args = ["--model", "zfnet-mini", "--weights", str(weights), "--data", str(root), "--out", str(out)]
+    with pytest.warns(UserWarning, match="skipped 1 unreadable file"):
+        result = runner.invoke(app, ["report", *args, "--layers", "features.0", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith("index.html")
+    report = json.loads((out / "report.json").read_text())
+    assert [s["path"] for s in report["dataset"]["skipped"]] == [str(broken)]
+    assert str(broken) in (out / "index.html").read_text()
+    assert "pointing_game_accuracy" not in report["occlusion"]  # no masks: no ground truth
+    assert report["correspondence"] == [] and "skipped" in report["correspondence_setup"]
+    for source_path in image_sources((out / "index.html").read_text()):
+        assert (out / source_path).is_file()
+
+
+def test_report_refuses_bad_options(tmp_path):
+    from deconvlab.models import create
+
+    weights = tmp_path / "mini.pt"
+    torch.save(create("zfnet-mini", num_classes=12).state_dict(), weights)
+    base = ["report", "--model", "zfnet-mini", "--weights", str(weights), "--out", str(tmp_path / "r")]
+    result = runner.invoke(app, [*base, "--rules", "deconvnet,magic"])
+    assert result.exit_code == 2 and "'magic' is not one of deconvnet, guided, gradient" in result.output
+    result = runner.invoke(app, [*base, "--layers", "features.1"])
+    assert result.exit_code == 2
+    assert "['features.1'] are not conv layers" in result.output and "features.12" in result.output
