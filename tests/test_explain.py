@@ -138,10 +138,3 @@ def test_bad_parameters_exit_with_the_rule():
         result = runner.invoke(app, ["explain", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in " ".join(result.output.replace("│", " ").split()), (args, result.output)
-
-
-def test_demo_explains_the_default_case():
-    result = runner.invoke(app, ["demo"])
-    assert result.exit_code == 0, result.output
-    assert "(5-1)*2 - 2*1 + 1*(3-1) + 1 + 1 = 10" in result.output
-    assert "[[ 2  5  4  9  6 13  8 17 10 15]]" in result.output
