@@ -121,23 +121,30 @@ def test_correspondence_table_equals_direct_computation():
     net = small_cnn(1)
     images = torch.randn(4, 3, 8, 8)
     parts = {"eye": [(1, 3, 1, 3), (2, 4, 2, 4), (0, 2, 5, 7), (4, 6, 4, 6)]}
-    parts["random"] = random_boxes([(2, 2)] * 4, [(0, 8, 0, 8)] * 4, seed=3)
-    rows = correspondence_table(net, images, parts, ["3", "8:input"])
+    draws = [random_boxes([(2, 2)] * 4, [(0, 8, 0, 8)] * 4, seed=seed) for seed in (3, 4)]
+    rows = correspondence_table(net, images, parts, ["3", "8:input"], random_draws=draws)
     assert [(r["layer"], r["part"]) for r in rows] == [
         ("3", "eye"),
         ("8:input", "eye"),
         ("3", "random"),
         ("8:input", "random"),
     ]
-    for row in rows:
+    stages = {"3": net[:4], "8:input": net[:8]}
+
+    def pair_changes(boxes, stage):
         occluded = images.clone()
-        for i, (y0, y1, x0, x1) in enumerate(parts[row["part"]]):
+        for i, (y0, y1, x0, x1) in enumerate(boxes):
             occluded[i, :, y0:y1, x0:x1] = 0.0
-        stage = {"3": net[:4], "8:input": net[:8]}[row["layer"]]
         with torch.no_grad():
-            eps = stage(images).clamp_min(0) - stage(occluded).clamp_min(0)
-        signs = torch.sign(eps.flatten(1))
-        pairs = [(signs[i] != signs[j]).double().mean() for i, j in itertools.combinations(range(4), 2)]
+            signs = torch.sign((stage(images).clamp_min(0) - stage(occluded).clamp_min(0)).flatten(1))
+        return [float((signs[i] != signs[j]).double().mean()) for i, j in itertools.combinations(range(4), 2)]
+
+    for row in rows:
+        stage = stages[row["layer"]]
+        if row["part"] == "eye":
+            pairs = pair_changes(parts["eye"], stage)
+        else:  # the control pools the 6 pairs of each of the 2 draws
+            pairs = pair_changes(draws[0], stage) + pair_changes(draws[1], stage)
         np.testing.assert_allclose([row["mean"], row["std"]], [np.mean(pairs), np.std(pairs)], rtol=1e-6)
 
 

@@ -161,21 +161,29 @@ def test_correspondence_rows_equal_a_direct_computation(demo_report):
 
     model, _, report, *_ = demo_report
     setup = report["correspondence_setup"]
+    assert setup["layers"] == {"last_conv": "classifier.0:input", "penultimate": "classifier.6:input"}
     data = BuiltinDataset("test")
     images = torch.stack([data[i][0] for i in setup["images"]])
-    tap = setup["layers"]["last_conv"]  # a ReLU module's name in zfnet-mini
-    stage = model.features[: int(tap.split(".")[1]) + 1]
-    for part in ("nose", "random"):
+
+    def pair_changes(boxes):  # layer 5 as the paper draws it: conv5, ReLU, max-pool, flattened
         occluded = images.clone()
-        for n, (y0, y1, x0, x1) in enumerate(setup["boxes"][part]):
+        for n, (y0, y1, x0, x1) in enumerate(boxes):
             occluded[n, :, y0:y1, x0:x1] = 0.0
         with torch.no_grad():
-            signs = torch.sign(stage(images) - stage(occluded)).flatten(1)
-        pairs = [
+            signs = torch.sign(model.features(images) - model.features(occluded)).flatten(1)
+        return [
             float((signs[i] != signs[j]).double().mean())
             for i, j in itertools.combinations(range(len(signs)), 2)
         ]
-        row = next(r for r in report["correspondence"] if r["layer"] == tap and r["part"] == part)
+
+    expected = {
+        "nose": pair_changes(setup["boxes"]["nose"]),
+        "random": [change for draw in setup["random_boxes"] for change in pair_changes(draw)],
+    }
+    for part, pairs in expected.items():
+        row = next(
+            r for r in report["correspondence"] if r["layer"] == "classifier.0:input" and r["part"] == part
+        )
         np.testing.assert_allclose([row["mean"], row["std"]], [np.mean(pairs), np.std(pairs)], rtol=1e-6)
 
 

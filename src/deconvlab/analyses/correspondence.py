@@ -85,21 +85,33 @@ def correspondence_table(
     part_boxes: Mapping[str, Sequence[Box]],
     taps: Sequence[str],
     *,
+    random_draws: Sequence[Sequence[Box]] = (),
     baseline: float = 0.0,
 ) -> list[dict]:
     """Rows ``{"layer", "part", "mean", "std"}``: the sign change of each part's occlusion at each tap.
 
-    ``part_boxes[part][i]`` is the box of that part in image i; include a ``"random"`` entry (see
-    :func:`random_boxes`) for the control. Features are rectified (``max(x, 0)``), as the paper's layers
-    are after their ReLU.
+    ``part_boxes[part][i]`` is the box of that part in image i. ``random_draws`` holds draws of random
+    boxes (one box per image each, see :func:`random_boxes`) for the control row ``"random"``: the pairs
+    of every draw are pooled, so its mean estimates the expected sign change of a random occlusion with
+    less noise than one draw. Features are rectified (``max(x, 0)``), as the paper's layers are after
+    their ReLU.
     """
     original = _rectified(layer_features(model, images, taps))
+    groups = {part: [boxes] for part, boxes in part_boxes.items()}
+    if random_draws:
+        groups["random"] = list(random_draws)
     rows = []
-    for part, boxes in part_boxes.items():
-        occluded = _rectified(layer_features(model, occlude(images, boxes, baseline), taps))
+    for part, draws in groups.items():
+        changes = {tap: [] for tap in taps}
+        for boxes in draws:
+            occluded = _rectified(layer_features(model, occlude(images, boxes, baseline), taps))
+            for tap in taps:
+                changes[tap].append(pairwise_sign_changes(original[tap] - occluded[tap]))
         for tap in taps:
-            mean, std = sign_change(original[tap] - occluded[tap])
-            rows.append({"layer": tap, "part": part, "mean": mean, "std": std})
+            pooled = np.concatenate(changes[tap])
+            rows.append(
+                {"layer": tap, "part": part, "mean": float(pooled.mean()), "std": float(pooled.std())}
+            )
     return rows
 
 

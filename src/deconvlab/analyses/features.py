@@ -51,6 +51,17 @@ def rectified_tap(model: nn.Module, layer: str) -> str:
     return layer
 
 
+def trunk_output_tap(model: nn.Module) -> str:
+    """The tap of what the conv layers hand to the classifier: the input of the first ``nn.Linear``.
+
+    For ZFNet that is layer 5 as the paper draws it (conv5, ReLU, max-pool: 6x6x256 = 9216 values).
+    """
+    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(f"model {type(model).__name__!r} has no nn.Linear layer: no conv trunk output")
+    return linears[0] + INPUT_SUFFIX
+
+
 def penultimate_tap(model: nn.Module) -> str:
     """The tap of the feature vector fed to the classifier: the input of the last ``nn.Linear``."""
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]

@@ -135,7 +135,8 @@ def _evolution(section: dict) -> str:
             "Rows are channels, "
             "columns epochs.</p>"
         )
-        out.extend(_image(src, "feature evolution") for src in section["figures"])
+        for layer, src in zip(section["layers"], section["figures"], strict=True):
+            out.append(f"<h3>{escape(layer)}</h3>{_image(src, 'feature evolution of ' + layer)}")
     return "".join(out)
 
 
@@ -189,8 +190,9 @@ def _correspondence(section: dict) -> str:
         f"<p>The same part occluded in {len(section['images'])} images of class "
         f"<b>{escape(section['class'])}</b>, and random regions of the object as control. Mean feature "
         "sign change Δ (normalised Hamming distance of sign(ε) over pairs of images, ± std); lower means "
-        "the layer changes the same way whichever image the part is hidden in.</p>"
-        + _table(["occluded", f"last conv ({columns[0]})", f"penultimate ({columns[1]})"], rows)
+        "the layer changes the same way whichever image the part is hidden in. The random row pools "
+        f"{len(section.get('random_boxes', []))} draws of random boxes.</p>"
+        + _table(["occluded", f"last conv layer, pooled ({columns[0]})", f"penultimate ({columns[1]})"], rows)
         + "".join(_image(src, "occluded parts") for src in section["figures"])
     )
 

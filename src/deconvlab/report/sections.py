@@ -221,9 +221,9 @@ def _draw_occlusion(path, data, indices, labels, panels, projections, shown, cen
         ax[2].set_title("(c) its projection", fontsize=8)
         ax[3].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1)
         ax[3].set_title("(d) P(correct class)", fontsize=8)
-        ax[4].imshow(panels.predicted[i], extent=extent, cmap="tab20", vmin=0, vmax=19)
-        predicted = np.unique(panels.predicted[i])
-        ax[4].set_title("(e) " + ", ".join(names[p] for p in predicted[:3]), fontsize=7)
+        ax[4].imshow(panels.predicted[i] % 20, extent=extent, cmap="tab20", vmin=0, vmax=19)
+        _label_legend(ax[4], np.unique(panels.predicted[i]), names)
+        ax[4].set_title("(e) most probable label", fontsize=8)
         ax[5].imshow(image)
         ax[5].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1, alpha=0.5)
         ax[5].set_title("(d) over the image", fontsize=8)
@@ -235,6 +235,16 @@ def _draw_occlusion(path, data, indices, labels, panels, projections, shown, cen
     fig.save_figure(path, figure)
 
 
+def _label_legend(ax, labels, names: list[str]) -> None:
+    """A legend naming the colour of each label drawn with ``cmap="tab20", vmin=0, vmax=19``."""
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    colours = colormaps["tab20"]
+    handles = [Patch(color=colours(int(label) % 20 / 19), label=names[int(label)]) for label in labels[:6]]
+    ax.legend(handles=handles, fontsize=6, loc="lower left", framealpha=0.8)
+
+
 def _square(x: float, y: float, side: float):
     from matplotlib.patches import Rectangle
 
@@ -244,8 +254,16 @@ def _square(x: float, y: float, side: float):
 # --- Section 4.3: correspondence --------------------------------------------------------------------
 
 
+RANDOM_DRAWS = 8  # draws of random occluders pooled into the control row
+
+
 def correspondence_section(study: Study) -> dict:
-    """Occlude the same parts in several images of the multi-part class, and random regions as control."""
+    """Occlude the same parts in several images of the multi-part class, and random regions as control.
+
+    The layers are the paper's layer 5 (the conv trunk's pooled output, which the classifier reads) and
+    the penultimate layer (its layer 7). The control pools ``RANDOM_DRAWS`` draws of random boxes of the
+    parts' size inside the object's bounding box, one box per image per draw.
+    """
     data = study.dataset("test")
     if not hasattr(data, "parts"):
         return {"skipped": "the data has no part boxes (only the built-in dataset has them)", "figures": []}
@@ -261,22 +279,24 @@ def correspondence_section(study: Study) -> dict:
         for bs in zip(*boxes.values(), strict=True)
     ]
     regions = [_bounding_box(np.asarray(data.mask(i))) for i in indices]
-    boxes["random"] = random_boxes(sizes, regions, seed=study.options.seed)
-    taps = [study.last_conv, study.penultimate]
-    rows = correspondence_table(study.model, images, boxes, taps)
+    draws = [random_boxes(sizes, regions, seed=study.options.seed + d) for d in range(RANDOM_DRAWS)]
+    taps = [study.trunk_output, study.penultimate]
+    rows = correspondence_table(study.model, images, boxes, taps, random_draws=draws)
     path, relative = study.figure_path("sec43-correspondence")
     from deconvlab.data import denormalize
 
-    tiles = [denormalize(occlude(images, bs)) for bs in boxes.values()]
+    shown = {**boxes, "random (first draw)": draws[0]}
+    tiles = [denormalize(occlude(images, bs)) for bs in shown.values()]
     fig.save_png(
         path,
-        fig.stack([fig.label(fig.tile(list(t), len(t), 64), p) for p, t in zip(boxes, tiles, strict=True)]),
+        fig.stack([fig.label(fig.tile(list(t), len(t), 64), p) for p, t in zip(shown, tiles, strict=True)]),
     )
     return {
         "class": _class_names(data)[label],
         "images": [int(i) for i in indices],
         "layers": {"last_conv": taps[0], "penultimate": taps[1]},
         "boxes": {part: [list(b) for b in bs] for part, bs in boxes.items()},
+        "random_boxes": [[list(b) for b in draw] for draw in draws],
         "rows": rows,
         "figures": [relative],
     }
@@ -552,6 +572,7 @@ def evolution_section(study: Study, channels: dict[str, list[int]]) -> dict:
         fig.save_png(path, fig.side_by_side(columns, gap=4))
         figures.append(relative)
     return {
+        "layers": list(study.layers),
         "epochs": [e for e, _ in epochs],
         "images": len(subset),
         "channels": chosen,

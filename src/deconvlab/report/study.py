@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deconvlab.analyses.features import conv_layers, penultimate_tap, rectified_tap
+from deconvlab.analyses.features import conv_layers, penultimate_tap, rectified_tap, trunk_output_tap
 from deconvlab.report.cache import StageCache, model_fingerprint
 
 FIGURES = "figures"
@@ -39,7 +39,7 @@ class ReportOptions:
     scan_split: str = "val"
     batch_size: int = 64
     evolution_channels: int = 8
-    evolution_images: int = 1200
+    evolution_images: int = 600
     invariance_images: int = 5
     occlusion_window: int | None = None
     occlusion_stride: int | None = None
@@ -94,6 +94,11 @@ class Study:
     def last_conv(self) -> str:
         """The rectified output of the last conv layer (the paper's layer 5)."""
         return rectified_tap(self.model, self.all_convs[-1])
+
+    @property
+    def trunk_output(self) -> str:
+        """The conv layers' pooled output, which the classifier reads (ZFNet's layer 5 as drawn)."""
+        return trunk_output_tap(self.model)
 
     @property
     def first_conv(self) -> str:
