@@ -37,7 +37,7 @@ def train(
     lr: float = typer.Option(1e-2, "--lr", help="Learning rate (the paper: 1e-2)."),
     momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum (the paper: 0.9)."),
     weight_decay: float = typer.Option(5e-4, "--weight-decay", help="L2 weight decay."),
-    dropout: float = typer.Option(0.5, "--dropout", help="Drop probability before fc6 and fc7 (paper: 0.5)."),
+    dropout: float = typer.Option(0.5, "--dropout", help="Drop probability after fc6 and fc7 (paper: 0.5)."),
     lr_steps: str = typer.Option(None, "--lr-steps", help="Epochs after which lr /= 10 (default 60%, 85%)."),
     renorm: bool = typer.Option(True, "--renorm/--no-renorm", help="The paper's filter RMS renormalisation."),
     checkpoint_epochs: str = typer.Option(

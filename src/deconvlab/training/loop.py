@@ -90,7 +90,7 @@ def train(
 ) -> dict:
     """Train ``model_name`` on ``data`` ("builtin" or an image folder) and return ``metrics.json``'s dict.
 
-    ``dropout`` is the drop probability before fc6 and fc7 (the paper's 0.5) for models that take
+    ``dropout`` is the drop probability of the fully connected layers (the paper's 0.5) for models that take
     one. ``lr_steps`` (default ``default_lr_steps``): epochs after which the learning rate is divided by
     10. ``checkpoint_epochs`` (default ``scaled_checkpoint_epochs``): epochs whose model is kept as
     ``epoch-XXX.pt``. ``resume=True`` continues the run in ``out`` (or starts it if there is none).
