@@ -1,12 +1,13 @@
 """Drawing the report's figures: image grids with Pillow, plots with matplotlib (Agg), written atomically.
 
-Projections are shown as the paper shows them: each one scaled by its own largest absolute value and
-centred on grey, ``0.5 + p / (2 max|p|)``, so zero is mid-grey and the sign of every colour channel stays
-visible.
+Projections are shown as the paper shows them, zero at mid-grey and each one scaled by its own size:
+``0.5 + p / (2 peak)``, clipped to [0, 1], where ``peak`` is the 99.5th percentile of ``|p|`` (not the
+maximum, so that a few extreme pixels do not wash out the structure; at most 0.5% of the values clip).
+The sign of every colour channel stays visible.
 
 >>> import torch
->>> projection_rgb(torch.tensor([[[-2.0, 0.0, 1.0]]] * 3))[0].tolist()
-[[0, 0, 0], [128, 128, 128], [191, 191, 191]]
+>>> projection_rgb(torch.tensor([[[-2.0, 0.0, 1.0]]] * 3))[0].tolist()  # peak 2: -2 -> 0, 1 -> 0.75
+[[0, 0, 0], [128, 128, 128], [192, 192, 192]]
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from deconvlab._io import write_bytes_atomic
 
+DISPLAY_QUANTILE = 0.995  # of |projection|, mapped to black or white (see the module docstring)
 GREY = (128, 128, 128)
 WHITE = (255, 255, 255)
 
@@ -28,9 +30,9 @@ WHITE = (255, 255, 255)
 def projection_rgb(projection: torch.Tensor) -> np.ndarray:
     """A projection (3, H, W) as a uint8 (H, W, 3) picture, zero at mid-grey (see the module docstring)."""
     p = projection.detach().cpu().double()
-    peak = float(p.abs().max())
+    peak = float(np.quantile(p.abs().numpy(), DISPLAY_QUANTILE))
     scaled = 0.5 + p / (2 * peak) if peak > 0 else torch.full_like(p, 0.5)
-    return (scaled * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return (scaled.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def crop(picture: np.ndarray, box: Sequence[int], size: tuple[int, int] | None = None) -> np.ndarray:
