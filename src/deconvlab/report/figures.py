@@ -7,7 +7,7 @@ The sign of every colour channel stays visible.
 
 >>> import torch
 >>> projection_rgb(torch.tensor([[[-2.0, 0.0, 1.0]]] * 3))[0].tolist()  # peak 2: -2 -> 0, 1 -> 0.75
-[[0, 0, 0], [128, 128, 128], [192, 192, 192]]
+[[0, 0, 0], [128, 128, 128], [191, 191, 191]]
 """
 
 from __future__ import annotations
