@@ -187,6 +187,36 @@ def test_correspondence_rows_equal_a_direct_computation(demo_report):
         np.testing.assert_allclose([row["mean"], row["std"]], [np.mean(pairs), np.std(pairs)], rtol=1e-6)
 
 
+def test_occlusion_maps_equal_full_recomputation(demo_report):
+    from deconvlab.analyses.occlusion import occlusion_map
+    from deconvlab.data import BuiltinDataset
+
+    model, _, report, *_ = demo_report
+    section = report["occlusion"]
+    data = BuiltinDataset("test")
+    position = 0
+    image_index, label = section["images"][position], section["labels"][position]
+    reference = occlusion_map(
+        model,
+        data[image_index][0][None],
+        window=section["window"],
+        stride=section["stride"],
+        incremental=False,
+    )
+    probability = reference.logits.softmax(dim=-1)[0, :, :, label]
+    shown = section["shown"][str(position)]
+    np.testing.assert_allclose(shown["true_probability"], probability, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(shown["predicted"], reference.logits.argmax(dim=-1)[0])
+    # the pointing game from those maps, by hand
+    iy, ix = np.unravel_index(int(probability.argmin()), probability.shape)
+    centre = (
+        section["positions_y"][iy] + section["window"] // 2,
+        section["positions_x"][ix] + section["window"] // 2,
+    )
+    assert section["pointing_game_centres"][position] == list(centre)
+    assert section["pointing_game_hits"][position] == bool(data.mask(image_index)[centre])
+
+
 def test_top9_lists_equal_a_brute_force_scan(demo_report):
     from deconvlab.data import BuiltinDataset
 

@@ -177,6 +177,16 @@ def occlusion_section(study: Study) -> dict:
         "labels": labels[indices].tolist(),
         "strongest_channel": panels.strongest_channel.tolist(),
         "min_true_probability": panels.true_probability.min(axis=(1, 2)).tolist(),
+        "positions_y": panels.positions_y.tolist(),
+        "positions_x": panels.positions_x.tolist(),
+        "shown": {  # the maps drawn in the figure, by position in "images"
+            str(i): {
+                "activation": panels.activation[i].tolist(),
+                "true_probability": panels.true_probability[i].tolist(),
+                "predicted": panels.predicted[i].tolist(),
+            }
+            for i in shown
+        },
     }
     if hasattr(data, "mask"):
         masks = np.stack([np.asarray(data.mask(i)) for i in indices])
