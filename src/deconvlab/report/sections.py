@@ -49,7 +49,7 @@ def invariance_section(study: Study) -> dict:
     images = batch(data, indices)
     taps = [study.first_conv, study.penultimate]
     sweeps = {}
-    for kind in tqdm(TRANSFORMS, desc="invariance", disable=not study.options.progress):
+    for kind in tqdm(TRANSFORMS, desc="invariance", disable=not study.options.progress, leave=False):
         values = default_values(kind, study.image_size)
         curves = invariance_sweep(study.model, images, labels[indices], kind, values, taps)
         sweeps[kind] = curves.as_dict()
@@ -369,7 +369,7 @@ def probes_section(study: Study) -> dict:
     train_y, test_y = labels_of(train)[train_idx], labels_of(test)[test_idx]
     classes = len(getattr(test, "classes", [])) or int(max(train_y.max(), test_y.max())) + 1
     rows = []
-    for tap in tqdm(taps, desc="linear probes", disable=not study.options.progress):
+    for tap in tqdm(taps, desc="linear probes", disable=not study.options.progress, leave=False):
         probe = fit_linear_probe(train_features[tap], train_y, num_classes=classes)
         rows.append(
             {
@@ -408,7 +408,7 @@ def _pooled(study: Study, data, indices: np.ndarray, taps: list[str]):
     logits, pooled = [], {tap: [] for tap in taps}
     step = study.options.batch_size * 4
     for start in tqdm(
-        range(0, len(indices), step), desc="probe features", disable=not study.options.progress
+        range(0, len(indices), step), desc="probe features", disable=not study.options.progress, leave=False
     ):
         out, features = forward_with_features(
             study.model, batch(data, indices[start : start + step]), taps, batch_size=study.options.batch_size
@@ -465,7 +465,9 @@ def top9_section(study: Study) -> dict:
         device=_device(study.model),
     )
     layers, figures = [], []
-    for layer in tqdm(study.layers, desc="top-9 projections", disable=not study.options.progress):
+    for layer in tqdm(
+        study.layers, desc="top-9 projections", disable=not study.options.progress, leave=False
+    ):
         found = topk.layers[layer]
         channels = strongest_channels(found.values[:, 0], study.options.channels_per_layer)
         units, values = _top_units(found, channels)
@@ -564,7 +566,9 @@ def evolution_section(study: Study, channels: dict[str, list[int]]) -> dict:
     subset = torch.utils.data.Subset(train, _spread(len(train), study.options.evolution_images).tolist())
     chosen = {layer: channels[layer][: study.options.evolution_channels] for layer in study.layers}
     steps = []
-    for epoch, path in tqdm(epochs, desc="feature evolution", disable=not study.options.progress):
+    for epoch, path in tqdm(
+        epochs, desc="feature evolution", disable=not study.options.progress, leave=False
+    ):
         key = study.key("evolution-step", checkpoint=_file_digest(path), channels=chosen)
         steps.append(
             study.cache.run(
