@@ -120,7 +120,12 @@ def show_occlusion(page, url: str, image: str) -> None:
     page.evaluate("document.getElementById('occ-summary').textContent = ''")
     page.locator("#occ-window").fill("16")
     page.locator("#occ-stride").fill("4")
-    wait_until(page, "document.getElementById('occ-summary').textContent.length > 0")
+    # wait for the answer to these settings, not a late answer to the image's default ones
+    positions = (64 - 16) // 4 + 1
+    wait_until(
+        page,
+        f"document.getElementById('occ-summary').textContent.startsWith('{positions}\u00d7{positions} ')",
+    )
 
 
 def show_arithmetic(page, url: str, settings: dict) -> None:
