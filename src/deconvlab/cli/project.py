@@ -7,9 +7,9 @@ deconvlab project --model zfnet --weights zf.pt --image cat.jpg --layer features
 The image goes through the evaluation transform (RGB, shorter side to the model's input size, centre
 crop, ImageNet normalisation). The picture shows, side by side and cut to the unit's receptive field:
 the projection, then the input patch. Display normalisation, as the paper shows projections: the
-projection is divided by twice its largest absolute value and centred on grey, ``0.5 + p / (2 max|p|)``
-per pixel and colour channel, so zero is mid-grey and the sign stays visible (the report's
-``projection_rgb``).
+projection is divided by twice its peak and centred on grey, ``0.5 + p / (2 peak)`` per pixel and colour
+channel, clipped to [0, 1], where the peak is the 99.5th percentile of ``|p|``; zero is mid-grey and the
+sign stays visible (the report's ``projection_rgb``).
 """
 
 from __future__ import annotations
