@@ -288,3 +288,47 @@ def test_report_refuses_bad_options(tmp_path):
     result = runner.invoke(app, [*base, "--layers", "features.1"])
     assert result.exit_code == 2
     assert "['features.1'] are not conv layers" in result.output and "features.12" in result.output
+
+
+def test_report_on_a_fully_convolutional_net_reads_its_classifier_conv(tmp_path):
+    """No nn.Linear: the penultimate features are the input of the last Conv2d (the 1x1 classifier)."""
+    from torch import nn
+
+    from deconvlab.data import BuiltinDataset
+
+    source = BuiltinDataset("val", size=36)
+    root = tmp_path / "photos"
+    for i in range(len(source)):
+        split = ("train", "train", "val", "test")[i % 4]
+        folder = root / split / source.classes[source.labels[i] % 3]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(source.image(i)).save(folder / f"{i}.png")
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 5, stride=2),
+        nn.ReLU(),
+        nn.MaxPool2d(3, 2),
+        nn.Conv2d(8, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 3, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    ).eval()
+    model.input_size = (3, 64, 64)
+    options = ReportOptions(layers=("0", "3"), channels_per_layer=2, occlusion_shown=1, progress=False)
+    build_report(model, tmp_path / "report", model_name="fcn", data=str(root), options=options)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["invariance"]["layers"]["penultimate"] == "5:input"
+    probes = {row["layer"]: row for row in report["probes"]["rows"]}
+    assert probes["5:input"]["features"] == 16 * 2 * 2  # 16 channels pooled to 2x2
+    # the penultimate distances are those of the ReLU maps the classifier conv reads, computed by hand
+    from deconvlab.analyses.invariance import translate
+    from deconvlab.data import load_dataset
+
+    test_split = load_dataset(root, "test", image_size=64)
+    image = torch.as_tensor(test_split[report["invariance"]["images"][0]][0])[None]
+    sweep = report["invariance"]["sweeps"]["translation"]
+    with torch.no_grad():
+        still = model[:5](image).flatten()
+        by_hand = [float((model[:5](translate(image, v)).flatten() - still).norm()) for v in sweep["values"]]
+    np.testing.assert_allclose(sweep["distances"]["5:input"][0], by_hand, rtol=1e-4, atol=1e-5)

@@ -54,20 +54,35 @@ def rectified_tap(model: nn.Module, layer: str) -> str:
 def trunk_output_tap(model: nn.Module) -> str:
     """The tap of what the conv layers hand to the classifier: the input of the first ``nn.Linear``.
 
-    For ZFNet that is layer 5 as the paper draws it (conv5, ReLU, max-pool: 6x6x256 = 9216 values).
+    For ZFNet that is layer 5 as the paper draws it (conv5, ReLU, max-pool: 6x6x256 = 9216 values). A
+    fully convolutional net (no ``nn.Linear``) classifies with its last ``Conv2d``: its input.
     """
-    linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(f"model {type(model).__name__!r} has no nn.Linear layer: no conv trunk output")
-    return linears[0] + INPUT_SUFFIX
+    return _classifier_layers(model)[0] + INPUT_SUFFIX
 
 
 def penultimate_tap(model: nn.Module) -> str:
-    """The tap of the feature vector fed to the classifier: the input of the last ``nn.Linear``."""
+    """The tap of the feature vector fed to the classifier: the input of the last ``nn.Linear``, or of
+    the last ``Conv2d`` of a fully convolutional net.
+
+    >>> fcn = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1))
+    >>> trunk_output_tap(fcn), penultimate_tap(fcn)
+    ('2:input', '2:input')
+    """
+    return _classifier_layers(model)[-1] + INPUT_SUFFIX
+
+
+def _classifier_layers(model: nn.Module) -> list[str]:
+    """The ``nn.Linear`` modules; without any, the last ``Conv2d`` (a fully convolutional classifier)."""
     linears = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
-    if not linears:
-        raise ValueError(f"model {type(model).__name__!r} has no nn.Linear layer: no penultimate features")
-    return linears[-1] + INPUT_SUFFIX
+    if linears:
+        return linears
+    convs = conv_layers(model)
+    if len(convs) < 2:
+        raise ValueError(
+            f"model {type(model).__name__!r} has no nn.Linear layer and fewer than two Conv2d layers: "
+            "no features between the conv trunk and the classifier"
+        )
+    return convs[-1:]
 
 
 def _module_for(model: nn.Module, tap: str) -> tuple[nn.Module, bool]:
