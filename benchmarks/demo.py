@@ -42,11 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fresh", action="store_true", help="train from scratch in a temporary cache")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch intra-op threads (default 1, as the demo)"
-    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's, as the demo)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.fresh:
         os.environ["DECONVLAB_CACHE"] = tempfile.mkdtemp(prefix="deconvlab-cache-")
     from deconvlab.report import ReportOptions, build_report
