@@ -118,6 +118,19 @@ def test_equals_captum_neuron_methods(rule, layer):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("engine", ["autograd", "mirror"])
+def test_unit_activations_are_the_layers_values_at_the_units(engine):
+    torch.manual_seed(2)
+    model = SmallCNN()
+    inputs = torch.randn(3, 3, 15, 15)
+    units = torch.tensor([[2, 1, 0, 4], [0, 7, 3, 3], [2, 0, 6, 6], [1, 7, 5, 0]])
+    result = project(model, inputs, "conv2", units, engine=engine, chunk_size=2)
+    with torch.no_grad():
+        maps = model.conv2(model.pool(model.relu1(model.conv1(inputs))))
+    # float32 tolerance: the autograd engine forwards the images in groups, a different batch size
+    torch.testing.assert_close(result.unit_activations, maps[tuple(units.T)], rtol=1e-6, atol=1e-6)
+
+
 def test_strongest_units_are_the_argmax_per_image_and_channel():
     torch.manual_seed(1)
     model = SmallCNN()

@@ -91,7 +91,8 @@ def project(
     The model runs in eval mode (modules that were training are put back); ``requires_grad`` flags are
     not changed. Hooks act only in the calling thread, so a served model can be used concurrently.
     A module called several times in one forward pass is the layer at its first call.
-    The result carries ``result.projection_info`` (a ``ProjectionInfo``).
+    The result carries ``result.projection_info`` (a ``ProjectionInfo``) and ``result.unit_activations``,
+    each unit's value in ``layer`` (M,), read from the same forward pass.
     """
     inputs = check_inputs(inputs)
     rule = get_rule(rule)
@@ -104,8 +105,8 @@ def project(
     _check_image_indices(rows[:, 0], len(inputs))
     run = _project_autograd if engine == "autograd" else _project_mirror
     with frozen_eval(model):
-        projections, info = run(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
-    projections.projection_info = info
+        projections, activations, info = run(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
+    projections.projection_info, projections.unit_activations = info, activations
     log.info("project: %s", info)
     return projections
 
@@ -119,6 +120,7 @@ def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_
         _, _, per_image = autograd.forward_images(model, inputs[images[:1]], layer, rule, allow_vjp)
         chunk_size = max(1, MEMORY_BUDGET // max(per_image, 1))
     projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
+    activations = inputs.new_zeros(len(rows), dtype=torch.float32)
     backward_passes = 0
     for start in range(0, len(images), chunk_size):
         group = torch.as_tensor(images[start : start + chunk_size])
@@ -128,11 +130,12 @@ def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_
         mine = torch.nonzero(torch.isin(rows[:, 0], group)).flatten()
         local = rows[mine].clone()
         local[:, 0] = torch.searchsorted(group, local[:, 0].contiguous())  # image index -> row in group
+        activations[mine.to(inputs.device)] = output.detach()[tuple(local.to(output.device).T)].float()
         projections[mine.to(inputs.device)] = autograd.backward_slots(x, output, local, seed)
         backward_passes += int(autograd.slot_of_each_unit(local[:, 0]).max()) + 1
     chunk_size = min(chunk_size, len(images))
     info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(images), backward_passes)
-    return projections, info
+    return projections, activations, info
 
 
 def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
@@ -157,7 +160,7 @@ def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vj
         backward_passes += 1
     chunk_size = min(chunk_size, len(rows))
     info = ProjectionInfo("mirror", rule.name, seed, len(rows), chunk_size, len(inputs), backward_passes)
-    return projections, info
+    return projections, output[tuple(rows.T)].float(), info
 
 
 def _mirror_chunk(calls, output, rows, out, rule, seed, allow_vjp) -> int:

@@ -7,8 +7,8 @@ an occluder that fits) and calls the library under the explorer's model lock:
 activation maps, ``deconvlab.analyses.occlusion.occlusion_map`` for occlusion.
 
 Pictures are drawn as the HTML report draws them (``deconvlab.report.figures``): each projection
-scaled by its own largest absolute value around mid-grey, patches cut to the receptive field and
-padded with grey where the field leaves the image.
+scaled around mid-grey by its own peak (the 99.5th percentile of its absolute values), patches cut to
+the receptive field and padded with grey where the field leaves the image.
 
 >>> occlusion_positions(64, 16, 4)   # (floor((64 - 16) / 4) + 1) ** 2
 169
@@ -80,8 +80,7 @@ def unit_grid(explorer: Explorer, *, layer: str, channel: int, cell: int = 48) -
 def project_units(
     explorer: Explorer, *, layer: str, units: list[dict], rule: str, crop: bool, values: bool
 ) -> dict:
-    """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes."""
-    from deconvlab.analyses.features import layer_features
+    """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes and activations."""
     from deconvlab.data.transforms import normalize
     from deconvlab.engine import project
 
@@ -94,8 +93,8 @@ def project_units(
     rows = torch.tensor([[refs.index(u["image"]), u["channel"], u["y"], u["x"]] for u in units])
     inputs = normalize(np.stack(images))
     with explorer.model():
-        activations = layer_features(session.model, inputs, [layer])[layer]
-        projections = project(session.model, inputs, layer, rows, rule=rule).numpy()
+        projections = project(session.model, inputs, layer, rows, rule=rule)
+    activations = projections.unit_activations.tolist()
     return {
         "layer": layer,
         "rule": rule,
@@ -104,12 +103,14 @@ def project_units(
                 unit,
                 images[row[0]],
                 projection,
-                float(activations[tuple(row)]),
+                activation,
                 info.receptive_field.box(unit["y"], unit["x"]),
                 crop,
                 values,
             )
-            for unit, row, projection in zip(units, rows.tolist(), projections, strict=True)
+            for unit, row, projection, activation in zip(
+                units, rows.tolist(), projections.numpy(), activations, strict=True
+            )
         ],
     }
 
