@@ -86,7 +86,7 @@ def project(
     modules: all images forwarded once, units going down together in chunks, each in its
     receptive-field window: faster).
     ``chunk_size``: the most units per backward pass (mirror: units; autograd: images per group);
-    default: as many as fit in about 1 GiB.
+    default: as many as fit in about 1 GiB (the mirror on the CPU: in about 64 MiB, to stay in cache).
     ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
     The model runs in eval mode (modules that were training are put back); ``requires_grad`` flags are
     not changed. Hooks act only in the calling thread, so a served model can be used concurrently.
