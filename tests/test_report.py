@@ -290,11 +290,25 @@ def test_report_refuses_bad_options(tmp_path):
     assert "['features.1'] are not conv layers" in result.output and "features.12" in result.output
 
 
-def test_report_on_a_fully_convolutional_net_reads_its_classifier_conv(tmp_path):
-    """No nn.Linear: the penultimate features are the input of the last Conv2d (the 1x1 classifier)."""
+def test_report_on_a_fully_convolutional_residual_net(tmp_path):
+    """No nn.Linear and a residual block (F.relu, an addition): the report still holds every section.
+
+    The penultimate features are the input of the last Conv2d (the 1x1 classifier); the top-9 crops
+    of the block's conv need the receptive field of a net that is not a chain.
+    """
     from torch import nn
 
-    from deconvlab.data import BuiltinDataset
+    from deconvlab.analyses.invariance import translate
+    from deconvlab.data import BuiltinDataset, load_dataset
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv1, self.conv2 = nn.Conv2d(8, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+            self.shortcut = nn.Conv2d(8, 16, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x))
 
     source = BuiltinDataset("val", size=36)
     root = tmp_path / "photos"
@@ -308,27 +322,27 @@ def test_report_on_a_fully_convolutional_net_reads_its_classifier_conv(tmp_path)
         nn.Conv2d(3, 8, 5, stride=2),
         nn.ReLU(),
         nn.MaxPool2d(3, 2),
-        nn.Conv2d(8, 16, 3, padding=1),
-        nn.ReLU(),
+        Residual(),
         nn.Conv2d(16, 3, 1),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     ).eval()
     model.input_size = (3, 64, 64)
-    options = ReportOptions(layers=("0", "3"), channels_per_layer=2, occlusion_shown=1, progress=False)
+    options = ReportOptions(layers=("0", "3.conv2"), channels_per_layer=2, occlusion_shown=1, progress=False)
     build_report(model, tmp_path / "report", model_name="fcn", data=str(root), options=options)
     report = json.loads((tmp_path / "report" / "report.json").read_text())
-    assert report["invariance"]["layers"]["penultimate"] == "5:input"
+    # conv1 5/2: 5, 2, 0; pool 3/2: 9, 4, 0; conv1 and conv2 of the block (3, pad 1): 17 then 25
+    layers = {record["layer"]: record for record in report["top9"]["layers"]}
+    assert layers["3.conv2"]["field_size"] == [25, 25]
+    assert report["top9"]["fraction_in_field"] == pytest.approx(1.0)  # the exact backward stays inside
+    assert report["invariance"]["layers"]["penultimate"] == "4:input"
     probes = {row["layer"]: row for row in report["probes"]["rows"]}
-    assert probes["5:input"]["features"] == 16 * 2 * 2  # 16 channels pooled to 2x2
-    # the penultimate distances are those of the ReLU maps the classifier conv reads, computed by hand
-    from deconvlab.analyses.invariance import translate
-    from deconvlab.data import load_dataset
-
+    assert probes["4:input"]["features"] == 16 * 2 * 2  # 16 channels pooled to 2x2
+    # the penultimate distances are those of the residual block's output, computed by hand
     test_split = load_dataset(root, "test", image_size=64)
     image = torch.as_tensor(test_split[report["invariance"]["images"][0]][0])[None]
     sweep = report["invariance"]["sweeps"]["translation"]
     with torch.no_grad():
-        still = model[:5](image).flatten()
-        by_hand = [float((model[:5](translate(image, v)).flatten() - still).norm()) for v in sweep["values"]]
-    np.testing.assert_allclose(sweep["distances"]["5:input"][0], by_hand, rtol=1e-4, atol=1e-5)
+        still = model[:4](image).flatten()
+        by_hand = [float((model[:4](translate(image, v)).flatten() - still).norm()) for v in sweep["values"]]
+    np.testing.assert_allclose(sweep["distances"]["4:input"][0], by_hand, rtol=1e-4, atol=1e-5)

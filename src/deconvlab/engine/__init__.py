@@ -4,10 +4,11 @@
   ``engine``: "autograd" (a backward pass whose ReLU backward is the rule, for any model: ``autograd``)
   or "mirror" (the paper's explicit deconvnet, windowed and batched: ``mirror``). They agree.
 - ``strongest_units``: each image's strongest activation per channel, the paper's choice of unit.
-- ``receptive_field``: the input box each unit of a layer can see, computed from the model.
+- ``receptive_field``: the input box each unit of a layer can see, computed from the model (any
+  model: the torch functions of one forward pass are followed).
 - ``rules``: the rules as small objects (``Rule``, ``RULES``, ``get_rule``); ``rule_relus``: the
   context in which every ReLU the code calls backpropagates by a rule.
-- ``trace``: a forward pass as a chain of module calls (the mirror and ``receptive_field`` use it).
+- ``trace``: a forward pass as a chain of module calls (the mirror uses it).
 
 Depends on torch and ``deconvlab.arithmetic`` only.
 """

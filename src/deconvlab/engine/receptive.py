@@ -1,15 +1,25 @@
 """Receptive fields computed from the model: which input pixels a unit of a layer can see.
 
-Along each spatial axis a chain of convolutions and pools maps unit ``y`` of a layer to the input
-interval ``[offset + y * jump, offset + y * jump + size)``. Going up one window layer with kernel ``k``,
-stride ``s``, padding ``p`` and dilation ``d`` (Dumoulin & Visin 2016; Araujo et al. 2019)::
+Along each spatial axis unit ``y`` of a layer sees the input interval
+``[offset + y * jump, offset + y * jump + size)``. Going up one window (a convolution or pool) with
+kernel ``k``, stride ``s``, padding ``p`` and dilation ``d`` (Dumoulin & Visin 2016; Araujo et al. 2019)::
 
     size   += d * (k - 1) * jump      # the window spans d(k-1)+1 positions of the layer below
     offset -= p * jump                # padding shifts the first window up/left
     jump   *= s                       # neighbouring units are s positions apart below
 
-Element-wise modules (ReLU, BatchNorm, Dropout, local response norm) change nothing. A Linear,
-flatten or adaptive pool sees the whole image (its ``jump`` is 0).
+The fields are followed through one forward pass of a zero image with every torch function watched (a
+``TorchFunctionMode``), so any model works, chain or not: modules or ``F.relu``, residual additions,
+concatenations. Each tensor computed from the image carries its field; a function's output gets:
+
+- ``conv2d``, ``max_pool2d``, ``avg_pool2d``: the window rule above;
+- the same map size as its inputs (ReLU, BatchNorm, local response norm, dropout, an addition, a
+  concatenation of channels, ...): the union of its inputs' fields, so a residual block sees as far as
+  its wider branch (and after a concatenation every channel gets the widest branch's field);
+- no map any more, or a global one (flatten, linear, adaptive or global pooling, a mean): the whole
+  image, as does anything an input seeing the whole image enters;
+- a map of another size by any other function (interpolate, cropping, transposed convolution): a
+  ValueError naming the function.
 
 >>> from torch import nn
 >>> model = nn.Sequential(nn.Conv2d(3, 8, 7, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2))
@@ -27,17 +37,19 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils.weak import WeakIdKeyDictionary
 
 from deconvlab.arithmetic.shapes import as_tuple
-from deconvlab.engine._model import frozen_eval
-from deconvlab.engine.trace import Call, trace_chain
+from deconvlab.engine._model import LayerReached, find_layer, frozen_eval, this_thread_only
 
-POINTWISE = (
-    nn.ReLU, nn.BatchNorm1d, nn.BatchNorm2d, nn.Dropout, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
-    nn.LocalResponseNorm, nn.CrossMapLRN2d,
-)  # fmt: skip
-WINDOWED = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-GLOBAL = (nn.Linear, nn.Flatten, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+# torch functions that slide a window: the names of their arguments after the input, with defaults
+WINDOW_ARGUMENTS = {
+    "conv2d": (("weight", None), ("bias", None), ("stride", 1), ("padding", 0), ("dilation", 1)),
+    "max_pool2d": (("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1)),
+    "max_pool2d_with_indices": (("kernel_size", None), ("stride", None), ("padding", 0), ("dilation", 1)),
+    "avg_pool2d": (("kernel_size", None), ("stride", None), ("padding", 0)),
+}
 
 
 @dataclass(frozen=True)
@@ -69,49 +81,131 @@ class ReceptiveField:
 def receptive_field(model: nn.Module, layer: str, input_size: Sequence[int]) -> ReceptiveField:
     """The receptive field of the units of ``layer`` for images of ``input_size`` (C, H, W).
 
-    Computed by following one forward pass of a zero image through the model's modules (a chain of
-    modules, as for the mirror engine); raises a ValueError naming any module whose geometry is unknown.
+    Follows one forward pass of a zero image up to the layer's first call (see the module docstring);
+    raises a ValueError naming any function that changes a map's size in a way it does not know.
     """
     channels, height, width = _check_input_size(input_size)
-    with frozen_eval(model), torch.no_grad():
-        parameter = next(model.parameters(), None)
-        device = parameter.device if parameter is not None else None
-        calls, _ = trace_chain(model, torch.zeros(1, channels, height, width, device=device), layer)
-    size, jump, offset = [1, 1], [1, 1], [0, 0]
-    for call in calls:
-        geometry = _geometry(call)
-        if geometry == "global":
-            return ReceptiveField((height, width), (0, 0), (0, 0), (height, width))
-        for axis, (kernel, stride, padding, dilation) in enumerate(geometry):
-            size[axis] += dilation * (kernel - 1) * jump[axis]
-            offset[axis] -= padding * jump[axis]
-            jump[axis] *= stride
-    return ReceptiveField(tuple(size), tuple(jump), tuple(offset), (height, width))
+    target, found = find_layer(model, layer), []
+
+    def record(_module, _inputs, output):
+        first = next(iter(_tensors(output)), None)
+        found.append(tracker.fields.get(first) if first is not None else None)
+        raise LayerReached
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else None
+    image = torch.zeros(1, channels, height, width, device=device)
+    tracker = FieldTracker(image)
+    handle = target.register_forward_hook(this_thread_only(record))
+    try:
+        with frozen_eval(model), torch.no_grad(), tracker:
+            model(image)
+    except LayerReached:
+        pass
+    finally:
+        handle.remove()
+    if not found:
+        raise ValueError(f"layer={layer!r}: not called in the model's forward pass, so it has no units")
+    if found[0] is None:
+        raise ValueError(f"layer={layer!r}: its output does not depend on the input image")
+    size, jump, offset = found[0]
+    if jump is None:  # the whole image
+        return ReceptiveField((height, width), (0, 0), (0, 0), (height, width))
+    return ReceptiveField(size, jump, offset, (height, width))
 
 
-def _geometry(call: Call):
-    """Per-axis (kernel, stride, padding, dilation) of a call, or "global" for whole-image modules."""
-    module = call.module
-    if module is None:  # a reshape between modules
-        return "global" if call.input_shape[1:] != call.output_shape[1:] else ()
-    if isinstance(module, POINTWISE):
-        return ()
-    if isinstance(module, GLOBAL):
-        return "global"
-    if isinstance(module, WINDOWED):
-        return tuple(zip(*window_parameters(module, call.input_shape[-2:]), strict=True))
-    raise ValueError(
-        f"module {call.name!r} ({type(module).__name__}): receptive_field does not know how this module "
-        f"type maps positions; known: {', '.join(t.__name__ for t in (*WINDOWED, *POINTWISE, *GLOBAL))}"
-    )
+WHOLE_IMAGE = (None, None, None)  # the field of a value that depends on every pixel
+
+
+class FieldTracker(TorchFunctionMode):
+    """Gives every tensor computed from ``image`` its field ``(size, jump, offset)``, each a (y, x)
+    pair, or ``WHOLE_IMAGE`` (see the module docstring); ``fields`` maps tensors to them."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.fields = WeakIdKeyDictionary()
+        self.fields[image] = ((1, 1), (1, 1), (0, 0))
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = [t for t in _tensors((args, kwargs)) if t in self.fields]
+        outputs = _tensors(out)
+        if inputs and outputs:
+            field = self._field(getattr(func, "__name__", repr(func)), args, kwargs, inputs, outputs[0])
+            for tensor in outputs:
+                self.fields[tensor] = field
+        return out
+
+    def _field(self, name: str, args, kwargs, inputs: list, output: torch.Tensor):
+        fields = [self.fields[t] for t in inputs]
+        if output.ndim != 4 or any(t.ndim != 4 for t in inputs) or WHOLE_IMAGE in fields:
+            return WHOLE_IMAGE
+        if name in WINDOW_ARGUMENTS and args and args[0] is inputs[0]:
+            return _through_window(fields[0], _window_of_call(name, args, kwargs))
+        if all(t.shape[-2:] == output.shape[-2:] for t in inputs):
+            return _union(fields, name)
+        if output.shape[-2:] == (1, 1) or name.startswith("adaptive_"):
+            return WHOLE_IMAGE
+        raise ValueError(
+            f"receptive_field: the torch function {name!r} turns a {tuple(inputs[0].shape[-2:])} map into "
+            f"a {tuple(output.shape[-2:])} one, and its geometry is unknown (known windows: "
+            f"{', '.join(WINDOW_ARGUMENTS)}; same-size functions; global ones)"
+        )
+
+
+def _tensors(value) -> list[torch.Tensor]:
+    """The tensors in a (nested) tuple, list or dict of arguments or results."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, tuple | list):
+        return [t for item in value for t in _tensors(item)]
+    return []
+
+
+def _through_window(field, window):
+    """A field one window up: per axis, the rule in the module docstring."""
+    size, jump, offset = (list(part) for part in field)
+    for axis, (kernel, stride, padding, dilation) in enumerate(zip(*window, strict=True)):
+        size[axis] += dilation * (kernel - 1) * jump[axis]
+        offset[axis] -= padding * jump[axis]
+        jump[axis] *= stride
+    return tuple(size), tuple(jump), tuple(offset)
+
+
+def _union(fields: list, name: str):
+    """The smallest field holding every one of ``fields`` (which must have the same jumps)."""
+    jumps = {field[1] for field in fields}
+    if len(jumps) > 1:
+        raise ValueError(
+            f"receptive_field: {name!r} combines maps whose units are {sorted(jumps)} input pixels apart; "
+            "their union is no single window"
+        )
+    low = tuple(min(field[2][axis] for field in fields) for axis in range(2))
+    high = tuple(max(field[2][axis] + field[0][axis] for field in fields) for axis in range(2))
+    return tuple(h - lo for h, lo in zip(high, low, strict=True)), jumps.pop(), low
+
+
+def _window_of_call(name: str, args, kwargs):
+    """(kernel, stride, padding-before, dilation), each a (y, x) pair, of a call of a windowed function."""
+    values = dict(zip((n for n, _ in WINDOW_ARGUMENTS[name]), args[1:], strict=False))
+    values = {n: kwargs.get(n, values.get(n, default)) for n, default in WINDOW_ARGUMENTS[name]}
+    kernel = values["weight"].shape[-2:] if name == "conv2d" else values["kernel_size"]
+    return _window(kernel, values["stride"], values["padding"], values.get("dilation", 1))
 
 
 def window_parameters(module: nn.Module, input_size: Sequence[int]):
     """(kernel, stride, padding-before, dilation), each a (y, x) pair, of a Conv2d or 2D pool."""
-    kernel = as_tuple(module.kernel_size, 2, "kernel_size")
-    stride = as_tuple(module.stride if module.stride is not None else kernel, 2, "stride")
-    dilation = as_tuple(getattr(module, "dilation", 1), 2, "dilation")
-    padding = module.padding
+    stride = module.stride if module.stride is not None else module.kernel_size
+    return _window(module.kernel_size, stride, module.padding, getattr(module, "dilation", 1))
+
+
+def _window(kernel, stride, padding, dilation):
+    kernel = as_tuple(tuple(kernel) if isinstance(kernel, torch.Size) else kernel, 2, "kernel_size")
+    stride = as_tuple(stride if stride not in (None, []) else kernel, 2, "stride")
+    dilation = as_tuple(dilation, 2, "dilation")
     if padding == "valid":
         padding = (0, 0)
     elif padding == "same":  # PyTorch pads d(k-1)//2 before, the rest after

@@ -1,5 +1,5 @@
-"""Follow a forward pass as a chain of module calls, up to a layer: what the mirror deconvnet and
-``receptive_field`` are built from.
+"""Follow a forward pass as a chain of module calls, up to a layer: what the mirror deconvnet is built
+from.
 
 Every leaf module (one without children) gets a forward hook, inside a context manager. A call joins
 the chain if its input is the previous call's output, or a reshape of it (``torch.flatten`` or
@@ -85,7 +85,7 @@ class _Chain:
             if len(tensors) != 1 or not isinstance(output, torch.Tensor):
                 raise ValueError(
                     f"module {name!r} ({type(module).__name__}) takes or returns more than one tensor; the "
-                    "mirror engine and receptive_field follow a chain of modules: use engine='autograd'"
+                    "mirror engine follows a chain of modules: use engine='autograd'"
                 )
             self.link(tensors[0], f"module {name!r} ({type(module).__name__})")
             data = self.record(module, tensors[0], output) if self.record else None
@@ -114,8 +114,8 @@ class _Chain:
             return
         raise ValueError(
             f"{where} does not start from the output of {self.last_name}: something between them runs "
-            "outside a module (F.relu, an addition, a concatenation, ...). The mirror engine and "
-            "receptive_field follow a chain of modules; use engine='autograd' for this model"
+            "outside a module (F.relu, an addition, a concatenation, ...). The mirror engine follows a "
+            "chain of modules; use engine='autograd' for this model"
         )
 
 
