@@ -118,6 +118,24 @@ def test_equals_captum_neuron_methods(rule, layer):
     torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.filterwarnings("ignore:Setting backward hooks on ReLU")
+@pytest.mark.parametrize("rule", list(CAPTUM))
+def test_resnet18_equals_captum(rule):
+    # torchvision's ResNet-18: residual additions, and one in-place ReLU module called twice per block
+    from deconvlab.models import create
+
+    torch.manual_seed(0)
+    model = create("resnet18", num_classes=10).eval()
+    inputs = torch.randn(2, 3, 96, 96)
+    units = torch.tensor([[0, 5, 2, 3], [1, 5, 2, 3]])
+    ours = project(model, inputs, "layer3", units, rule=rule, seed="one")
+    theirs = CAPTUM[rule](model, model.layer3).attribute(inputs.clone().requires_grad_(True), (5, 2, 3))
+    assert theirs.abs().max() > 0
+    torch.testing.assert_close(ours, theirs.detach(), rtol=1e-5, atol=1e-6 * float(theirs.abs().max()))
+    with pytest.raises(ValueError, match="chain of modules"):
+        project(model, inputs, "layer3", units, rule=rule, engine="mirror")
+
+
 @pytest.mark.parametrize("engine", ["autograd", "mirror"])
 def test_unit_activations_are_the_layers_values_at_the_units(engine):
     torch.manual_seed(2)

@@ -74,6 +74,30 @@ def _vgg16_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
     return _weights_and_biases(layers)
 
 
+def _resnet18_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
+    """torchvision.models.resnet18's state dict: bias-free convs, each followed by a BatchNorm."""
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def conv_bn(conv: str, bn: str, out: int, into: int, kernel: int) -> None:
+        shapes[f"{conv}.weight"] = (out, into, kernel, kernel)
+        for buffer in ("weight", "bias", "running_mean", "running_var"):
+            shapes[f"{bn}.{buffer}"] = (out,)
+        shapes[f"{bn}.num_batches_tracked"] = ()
+
+    conv_bn("conv1", "bn1", 64, 3, 7)
+    into = 64
+    for stage, planes in enumerate((64, 128, 256, 512), start=1):
+        for block in range(2):
+            name = f"layer{stage}.{block}"
+            conv_bn(f"{name}.conv1", f"{name}.bn1", planes, into, 3)
+            conv_bn(f"{name}.conv2", f"{name}.bn2", planes, planes, 3)
+            if block == 0 and stage > 1:
+                conv_bn(f"{name}.downsample.0", f"{name}.downsample.1", planes, into, 1)
+            into = planes
+    shapes["fc.weight"], shapes["fc.bias"] = (num_classes, 512), (num_classes,)
+    return shapes
+
+
 def _weights_and_biases(layers: dict[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for name, shape in layers.items():
@@ -82,7 +106,9 @@ def _weights_and_biases(layers: dict[str, tuple[int, ...]]) -> dict[str, tuple[i
     return shapes
 
 
-@pytest.mark.parametrize("name, expected", [("alexnet", _alexnet_shapes), ("vgg16", _vgg16_shapes)])
+@pytest.mark.parametrize(
+    "name, expected", [("alexnet", _alexnet_shapes), ("vgg16", _vgg16_shapes), ("resnet18", _resnet18_shapes)]
+)
 def test_torchvision_names_and_shapes(name, expected):
     model = create(name, num_classes=7)
     actual = {key: tuple(value.shape) for key, value in model.state_dict().items()}
@@ -172,7 +198,7 @@ def test_bad_names_and_arguments_are_explained():
 def test_every_model_runs_forward_and_backward(name):
     torch.manual_seed(0)
     model = create(name, num_classes=5).train()
-    logits_layer = model.classifier[-1]
+    logits_layer = [module for module in model.modules() if isinstance(module, nn.Linear)][-1]
     seen = {}
     handle = logits_layer.register_forward_hook(lambda _m, inputs, _out: seen.__setitem__("x", inputs[0]))
     try:

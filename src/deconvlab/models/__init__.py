@@ -1,7 +1,7 @@
 """Floor 3: the networks. A registry (``create``, ``list_models``, ``register_model``) and safe loading.
 
 Registered: ``zfnet`` (the paper's Fig. 3), ``zfnet-mini`` (its pattern for 64x64 images),
-``alexnet`` and ``vgg16`` (torchvision's names, so torchvision weight files load unchanged).
+``alexnet``, ``vgg16`` and ``resnet18`` (torchvision's names, so torchvision weight files load unchanged).
 Every model has ``input_size`` = (channels, height, width).
 
 >>> from deconvlab.models import create
