@@ -246,17 +246,24 @@ def test_top9_lists_equal_a_brute_force_scan(demo_report):
 # --- a user's folder --------------------------------------------------------------------------------
 
 
-def test_report_on_a_folder_lists_the_unreadable_file(tmp_path):
+def image_folder(root: Path):
+    """36 built-in images as PNG files in ``root/{train,val,test}/<class>/``, 3 classes; the source."""
     from deconvlab.data import BuiltinDataset
-    from deconvlab.models import create
 
     source = BuiltinDataset("val", size=36)
-    root = tmp_path / "photos"
     for i in range(len(source)):
         split = ("train", "train", "val", "test")[i % 4]
         folder = root / split / source.classes[source.labels[i] % 3]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(source.image(i)).save(folder / f"{i}.png")
+    return source
+
+
+def test_report_on_a_folder_lists_the_unreadable_file(tmp_path):
+    from deconvlab.models import create
+
+    root = tmp_path / "photos"
+    source = image_folder(root)
     broken = root / "test" / source.classes[0] / "broken.png"
     broken.write_bytes(b"\x89PNG not really")
     torch.manual_seed(0)
@@ -299,7 +306,7 @@ def test_report_on_a_fully_convolutional_residual_net(tmp_path):
     from torch import nn
 
     from deconvlab.analyses.invariance import translate
-    from deconvlab.data import BuiltinDataset, load_dataset
+    from deconvlab.data import load_dataset
 
     class Residual(nn.Module):
         def __init__(self) -> None:
@@ -310,13 +317,8 @@ def test_report_on_a_fully_convolutional_residual_net(tmp_path):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return torch.relu(self.conv2(torch.relu(self.conv1(x))) + self.shortcut(x))
 
-    source = BuiltinDataset("val", size=36)
     root = tmp_path / "photos"
-    for i in range(len(source)):
-        split = ("train", "train", "val", "test")[i % 4]
-        folder = root / split / source.classes[source.labels[i] % 3]
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(source.image(i)).save(folder / f"{i}.png")
+    image_folder(root)
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 8, 5, stride=2),
