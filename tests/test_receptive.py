@@ -97,6 +97,15 @@ def test_global_gating_sees_the_whole_image():
     assert receptive_field(Gated(), "", (1, 20, 20)).box(0, 0) == (0, 20, 0, 20)
 
 
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
+def test_padding_modes_give_the_same_field(mode):
+    # a non-zero padding mode pads with F.pad, then convolves without padding
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=(2, 1), padding_mode=mode), nn.Conv2d(2, 1, 3))
+    field = receptive_field(model, "1", (1, 20, 20))
+    # conv 3/2 pad (2, 1): 3, 2, (-2, -1); conv 3: 3 + 2*2 = 7, offsets unchanged
+    assert (field.size, field.jump, field.offset) == ((7, 7), (2, 2), (-2, -1))
+
+
 def test_unknown_resampling_is_refused_by_name():
     class Upsampled(nn.Module):
         def __init__(self) -> None:

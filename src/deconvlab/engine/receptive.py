@@ -12,7 +12,8 @@ The fields are followed through one forward pass of a zero image with every torc
 ``TorchFunctionMode``), so any model works, chain or not: modules or ``F.relu``, residual additions,
 concatenations. Each tensor computed from the image carries its field; a function's output gets:
 
-- ``conv2d``, ``max_pool2d``, ``avg_pool2d``: the window rule above;
+- ``conv2d``, ``max_pool2d``, ``avg_pool2d``: the window rule above; ``pad`` (what a Conv2d with
+  ``padding_mode="reflect"`` calls first) shifts the offset by the padding before;
 - the same map size as its inputs (ReLU, BatchNorm, local response norm, dropout, an addition, a
   concatenation of channels, ...): the union of its inputs' fields, so a residual block sees as far as
   its wider branch (and after a concatenation every channel gets the widest branch's field);
@@ -143,6 +144,11 @@ class FieldTracker(TorchFunctionMode):
             return WHOLE_IMAGE
         if name in WINDOW_ARGUMENTS and args and args[0] is inputs[0]:
             return _through_window(fields[0], _window_of_call(name, args, kwargs))
+        if name == "pad" and args and args[0] is inputs[0]:  # Conv2d's reflect/replicate padding, crops
+            pad = args[1] if len(args) > 1 else kwargs["pad"]
+            size, jump, offset = fields[0]
+            before = (pad[2] if len(pad) > 2 else 0, pad[0])  # (top, left); negative crops
+            return size, jump, tuple(o - b * j for o, b, j in zip(offset, before, jump, strict=True))
         if all(t.shape[-2:] == output.shape[-2:] for t in inputs):
             return _union(fields, name)
         if output.shape[-2:] == (1, 1) or name.startswith("adaptive_"):
