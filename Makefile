@@ -1,5 +1,6 @@
 # Two commands: `make demo` runs the main job, `make test` runs ruff and pytest.
-# Both create .venv on first use. torch is pinned first: an unpinned torch pulls the CUDA build.
+# Both create .venv on first use. torch and torchvision are pinned first, in one pip call, so that
+# they match (the same build runs on a CPU-only machine and uses a GPU where there is one).
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
