@@ -167,10 +167,12 @@ def parametrised_layers(model: nn.Module, inputs: torch.Tensor, layer: str) -> l
     above it cannot change its projections. One forward pass of ``inputs[:1]`` in eval mode, without
     gradients; training flags and hooks are as they were afterwards.
 
-    >>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 1), nn.Flatten(), nn.LazyLinear(3))
-    >>> parametrised_layers(model, torch.zeros(1, 1, 5, 5), "1")
+    >>> convs = [nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 2, 1)]
+    >>> model = nn.Sequential(*convs, nn.Flatten(), nn.Linear(18, 1))
+    >>> image = torch.zeros(1, 1, 5, 5)
+    >>> parametrised_layers(model, image, "1")
     ['0']
-    >>> parametrised_layers(model, torch.zeros(1, 1, 5, 5), "4")
+    >>> parametrised_layers(model, image, "4")
     ['0', '2', '4']
     """
     modules = _modules(model, layer)
