@@ -510,3 +510,138 @@ def _mean(values: np.ndarray) -> float | None:
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
     return float(finite.mean()) if finite.size else None
+
+
+# --- all three, and the figures ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class SanityChecks:
+    """The three checks of one layer and units: ``sanity_checks``' result."""
+
+    cascading: Randomisation
+    independent: Randomisation
+    sensitivity: Sensitivity
+
+    def to_json(self) -> dict:
+        """``{"layer", "units", "steps", "cascading", "independent", "sensitivity"}``; see each check's."""
+        return {
+            "layer": self.cascading.layer,
+            "units": self.cascading.units.tolist(),
+            "steps": list(self.cascading.steps),
+            "cascading": self.cascading.to_json(),
+            "independent": self.independent.to_json(),
+            "sensitivity": {
+                "channels": self.sensitivity.channels.tolist(),
+                "position": None if self.sensitivity.position is None else list(self.sensitivity.position),
+                **self.sensitivity.to_json(),
+            },
+        }
+
+
+def sanity_checks(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    layer: str,
+    units=None,
+    channels: Sequence[int] | None = None,
+    *,
+    rules: Sequence[str] = DEFAULT_RULES,
+    engine: str = "autograd",
+    seed: int = 0,
+    crop: bool = True,
+    allow_vjp: bool = False,
+) -> SanityChecks:
+    """Cascading and independent randomisation of ``units`` (default ``default_units``), and the
+    sensitivity of ``channels`` (default: the first eight, or all if fewer) of ``layer``."""
+    units = default_units(model, inputs, layer) if units is None else units
+    if channels is None:
+        with torch.no_grad():
+            channels = range(min(8, _output_shape(copy.deepcopy(model), inputs, layer)[1]))
+    options = {"rules": rules, "engine": engine, "crop": crop, "allow_vjp": allow_vjp}
+    return SanityChecks(
+        cascading_randomisation(model, inputs, layer, units, seed=seed, **options),
+        independent_randomisation(model, inputs, layer, units, seed=seed, **options),
+        sensitivity(model, inputs, layer, channels, **options),
+    )
+
+
+LINES = {"deconvnet": ("o", "-"), "guided": ("s", "--"), "gradient": ("^", ":")}  # legible in grayscale
+
+
+def maps_figure(result: Randomisation, unit: int = 0):
+    """Rows of maps, one per rule: the trained projection of unit ``unit``, then after each step.
+
+    Each map as Adebayo et al. show it: ``grayscale`` of the magnitude, inside the unit's box.
+    Returns a matplotlib ``Figure`` (no pyplot state).
+    """
+    from matplotlib.figure import Figure
+
+    if not 0 <= unit < len(result.units):
+        raise ValueError(f"unit={unit!r}: expected an index in [0, {len(result.units)})")
+    rules, columns = list(result.maps), len(result.steps) + 1
+    figure = Figure(figsize=(1.2 * columns + 0.6, 1.3 * len(rules) + 1.2), dpi=100)
+    axes = figure.subplots(len(rules), columns, squeeze=False)
+    for row, rule in enumerate(rules):
+        for column in range(columns):
+            crop = _crop(result.maps[rule][column, unit], result.boxes[unit])
+            axes[row, column].imshow(grayscale(np.abs(crop).sum(axis=0)), cmap="gray", vmin=0, vmax=1)
+            axes[row, column].set_xticks([])
+            axes[row, column].set_yticks([])
+        axes[row, 0].set_ylabel(rule)
+    for column, title in enumerate(["trained", *result.steps]):
+        axes[0, column].set_title(title, fontsize=7)
+    what = "one more layer re-drawn per column" if result.mode == "cascading" else "one layer re-drawn"
+    figure.suptitle(f"{result.mode} randomisation, {result.layer} unit {result.units[unit].tolist()}: {what}")
+    figure.tight_layout()
+    return figure
+
+
+def curves_figure(result: Randomisation):
+    """One panel per measure: its mean over units after each step, a curve per rule."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.2 * len(MEASURES), 3.4), dpi=100)
+    axes = figure.subplots(1, len(MEASURES), squeeze=False)[0]
+    x = np.arange(len(result.steps))
+    for axis, measure in zip(axes, MEASURES, strict=True):
+        for rule, scores in result.scores.items():
+            means = [np.nan if value is None else value for value in map(_mean, scores[measure])]
+            marker, style = LINES.get(rule, ("x", "-."))
+            axis.plot(x, means, marker=marker, linestyle=style, color="black", label=rule)
+        axis.axhline(0.0, color="0.8", linewidth=0.8)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_xticks(x, list(result.steps), rotation=90, fontsize=7)
+        axis.set_title(measure)
+    axes[0].set_ylabel(f"similarity to the trained map ({result.mode})")
+    axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def sensitivity_figure(result: Sensitivity):
+    """Per rule and measure, two bars: different units of one image; one unit on different images."""
+    from matplotlib.figure import Figure
+
+    rules = list(result.maps)
+    figure = Figure(figsize=(3.2 * len(MEASURES), 3.2), dpi=100)
+    axes = figure.subplots(1, len(MEASURES), squeeze=False)[0]
+    x = np.arange(len(rules))
+    for axis, measure in zip(axes, MEASURES, strict=True):
+        for offset, (label, values, hatch) in enumerate(
+            [
+                ("different units, same image", result.same_image, ""),
+                ("same unit, different images", result.same_unit, "//"),
+            ]
+        ):
+            means = [np.nan if (v := _mean(values[rule][measure])) is None else v for rule in rules]
+            axis.bar(
+                x + 0.4 * offset - 0.2, means, 0.4, color="white", edgecolor="black", hatch=hatch, label=label
+            )
+        axis.axhline(0.0, color="0.5", linewidth=0.8)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_xticks(x, rules)
+        axis.set_title(measure)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
