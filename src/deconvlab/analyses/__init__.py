@@ -14,6 +14,8 @@ _LAZY = {
     "OcclusionResult": "deconvlab.analyses.occlusion",
     "topk_scan": "deconvlab.analyses.scan",
     "TopK": "deconvlab.analyses.scan",
+    "sanity_checks": "deconvlab.analyses.sanity",
+    "SanityChecks": "deconvlab.analyses.sanity",
 }
 
 __all__ = sorted(_LAZY)
