@@ -51,6 +51,19 @@ def check_inputs(inputs: torch.Tensor) -> torch.Tensor:
     return inputs.detach()
 
 
+def like_model(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``inputs`` in the dtype and on the device of the model's first floating-point parameter (or
+    buffer), the memory format kept; unchanged for a model without any.
+
+    >>> like_model(nn.Conv2d(1, 1, 1).double(), torch.zeros(1, 1, 2, 2)).dtype
+    torch.float64
+    """
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return inputs.to(device=tensor.device, dtype=tensor.dtype)
+    return inputs
+
+
 def as_unit_rows(units) -> torch.Tensor:
     """``units`` as a 2D LongTensor on the CPU; the columns are checked once the layer's shape is known.
 

@@ -154,7 +154,8 @@ def forward_images(
 
 def backward_slots(x: torch.Tensor, output: torch.Tensor, units: torch.Tensor, seed: str) -> torch.Tensor:
     """Projections (M, C, H, W) of ``units``, rows (image, channel, y, x) or (image, feature) indexing
-    the batch ``x``, through its forward graph (kept between passes with ``retain_graph``).
+    the batch ``x``, through its forward graph (kept between passes with ``retain_graph``); float32,
+    whatever the model's dtype.
 
     Backward pass k carries the k-th unit of every image at once: the images are the batch, so one
     pass gives up to G projections (vmap's ``is_grads_batched`` could carry several units of one image,
@@ -176,7 +177,7 @@ def backward_slots(x: torch.Tensor, output: torch.Tensor, units: torch.Tensor, s
         seeds[tuple(units[mine].T.to(output.device))] = values[mine] if values is not None else 1.0
         (grad,) = torch.autograd.grad(output, x, seeds, retain_graph=True, allow_unused=True)
         if grad is not None:
-            projections[mine.to(x.device)] = grad[units[mine, 0].to(x.device)]
+            projections[mine.to(x.device)] = grad[units[mine, 0].to(x.device)].float()
     return projections
 
 

@@ -34,6 +34,7 @@ from deconvlab.engine._model import (
     find_layer,
     forward_to,
     frozen_eval,
+    like_model,
 )
 from deconvlab.engine.rules import Rule, get_rule
 
@@ -78,6 +79,11 @@ def project(
 ) -> torch.Tensor:
     """Project each unit of ``layer`` to pixel space: a float32 tensor (M, C, H, W) on ``inputs``' device.
 
+    Any dtype: ``inputs`` are cast to the model's dtype and moved to its device (those of its first
+    floating-point parameter); both engines compute in that dtype (float64, float32, float16, bfloat16,
+    on CPU or CUDA, channels_last or not) and the projections come back in float32, so a float64
+    model's are rounded to float32, and a half-precision model's are as precise as its dtype allows.
+
     ``inputs`` (N, C, H, W); ``layer`` a name from ``model.named_modules()``; ``units`` an integer tensor
     or array, one row per unit: (image_index, channel, y, x) or (image_index, feature).
     ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``).
@@ -95,6 +101,8 @@ def project(
     each unit's value in ``layer`` (M,), read from the same forward pass.
     """
     inputs = check_inputs(inputs)
+    device = inputs.device
+    inputs = like_model(model, inputs)
     rule = get_rule(rule)
     _check_choice("engine", engine, ENGINES)
     _check_choice("seed", seed, SEEDS)
@@ -106,6 +114,7 @@ def project(
     run = _project_autograd if engine == "autograd" else _project_mirror
     with frozen_eval(model):
         projections, activations, info = run(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
+    projections, activations = projections.to(device), activations.to(device)
     projections.projection_info, projections.unit_activations = info, activations
     log.info("project: %s", info)
     return projections
@@ -187,7 +196,7 @@ def strongest_units(model: nn.Module, inputs: torch.Tensor, layer: str, channels
     >>> strongest_units(model, image, "").tolist()
     [[0, 0, 1, 0]]
     """
-    inputs = check_inputs(inputs)
+    inputs = like_model(model, check_inputs(inputs))
     find_layer(model, layer)
     with frozen_eval(model), torch.no_grad():
         output = forward_to(model, layer, inputs)

@@ -3,7 +3,8 @@ from.
 
 Every leaf module (one without children) gets a forward hook, inside a context manager. A call joins
 the chain if its input is the previous call's output, or a reshape of it (``torch.flatten`` or
-``x.view(n, -1)`` in ``forward``: same memory, same number of elements). Anything else between two
+``x.view(n, -1)`` in ``forward``: same memory, same number of elements; or, for a channels_last map
+that a flatten copies, a result the forward pass got from it by a reshape function). Anything else between two
 modules (``F.relu``, an addition, a concatenation) breaks the chain, with an error naming both modules:
 such models need the autograd engine.
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from deconvlab.engine._model import LayerReached, find_layer, this_thread_only
 
@@ -61,6 +63,7 @@ def trace_chain(
         for name, module in leaves:
             stack.enter_context(_forward_hook(module, chain.hook(name)))
         stack.enter_context(_forward_hook(target, chain.stop(layer)))
+        stack.enter_context(chain.reshapes)
         try:
             model(inputs)
         except LayerReached:
@@ -78,6 +81,7 @@ class _Chain:
         self.last, self.last_name = inputs, "the model's input"
         self.record = record
         self.output: torch.Tensor | None = None
+        self.reshapes = _Reshapes()
 
     def hook(self, name: str):
         def on_call(module, args, output):
@@ -108,7 +112,7 @@ class _Chain:
         last = self.last
         if tensor is last:
             return
-        if _is_reshape(last, tensor):
+        if _is_reshape(last, tensor) or self.reshapes.made_from(tensor, last):
             self.calls.append(Call("reshape", None, tuple(last.shape), tuple(tensor.shape)))
             self.last = tensor
             return
@@ -117,6 +121,33 @@ class _Chain:
             "outside a module (F.relu, an addition, a concatenation, ...). The mirror engine follows a "
             "chain of modules; use engine='autograd' for this model"
         )
+
+
+_RESHAPES = {torch.flatten, torch.Tensor.flatten, torch.reshape, torch.Tensor.reshape, torch.Tensor.view}
+
+
+class _Reshapes(TorchFunctionMode):
+    """Records which tensor each reshape function of the forward pass was applied to."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.source: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(result) -> (result, input)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        if func in _RESHAPES and args and isinstance(result, torch.Tensor) and result is not args[0]:
+            self.source[id(result)] = (result, args[0])
+        return result
+
+    def made_from(self, tensor: torch.Tensor, origin: torch.Tensor) -> bool:
+        """Whether ``tensor`` is ``origin`` after one or more recorded reshapes."""
+        while id(tensor) in self.source and tensor is not origin:
+            tensor = self.source[id(tensor)][1]
+        return tensor is origin
+
+    def __exit__(self, *exc) -> None:
+        self.source.clear()
+        return super().__exit__(*exc)
 
 
 def _is_reshape(before: torch.Tensor, after: torch.Tensor) -> bool:
