@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import io
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +33,7 @@ from PIL import Image
 
 from deconvlab._io import cache_dir, write_atomic
 from deconvlab.data import shapes
-from deconvlab.data.transforms import normalize
+from deconvlab.data.transforms import MEAN, STD, normalize
 
 GENERATOR_VERSION = 1  # bump when the drawing changes, so that stale caches are not reused
 SPLITS = {"train": 6000, "val": 1200, "test": 1200}  # default sizes: 500 / 100 / 100 per class
@@ -128,9 +129,16 @@ def _load_backgrounds(size: int) -> list[Image.Image]:
     it, is then exactly ``size`` pixels: never upsampled)."""
     from skimage import data as skdata
 
-    from deconvlab.data.transforms import resize_shorter
+    return [_shrink(Image.fromarray(getattr(skdata, name)()), 5 * size) for name in BACKGROUNDS]
 
-    return [resize_shorter(Image.fromarray(getattr(skdata, name)()), 5 * size) for name in BACKGROUNDS]
+
+def _shrink(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side to ``size`` with Pillow's bilinear filter, the longer side rounded: the generator's own
+    arithmetic, fixed so that the images never change with a library's rounding (GENERATOR_VERSION)."""
+    width, height = image.size
+    scale = size / min(width, height)
+    new_size = (max(size, round(width * scale)), max(size, round(height * scale)))
+    return image if new_size == image.size else image.resize(new_size, Image.Resampling.BILINEAR)
 
 
 def _random_colour(rng: np.random.Generator, role: str, main_hue: float) -> np.ndarray:
@@ -243,6 +251,8 @@ class BuiltinDataset(torch.utils.data.Dataset):
         seed: int = 0,
         size: int | None = None,
         cache: bool = True,
+        mean: Sequence[float] = MEAN,
+        std: Sequence[float] = STD,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split={split!r}: choose one of {sorted(SPLITS)}")
@@ -253,6 +263,7 @@ class BuiltinDataset(torch.utils.data.Dataset):
             raise ValueError(f"size={size!r}: must be a positive int (or None for the default)")
         arrays = _cached_generate(split, image_size, seed, count, cache)
         self.split, self.seed, self.image_size = split, seed, image_size
+        self.mean, self.std = tuple(mean), tuple(std)
         self.classes = list(CLASSES)
         self.images: np.ndarray = arrays["images"]
         self.masks: np.ndarray = arrays["masks"]
@@ -263,7 +274,14 @@ class BuiltinDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return normalize(self.images[index]), self.labels[index]
+        return normalize(self.images[index], self.mean, self.std), self.labels[index]
+
+    def source(self, index: int) -> str:
+        """The key of image ``index``: ``builtin:<split>/<index>`` (with the seed when it is not 0)."""
+        return f"builtin:{self.split}/{index}" + (f"?seed={self.seed}" if self.seed else "")
+
+    def class_name(self, index: int) -> str:
+        return self.classes[self.labels[index]]
 
     def image(self, index: int) -> np.ndarray:
         """uint8 (H, W, 3) pixels of image ``index``."""

@@ -1,10 +1,26 @@
-"""Image-folder datasets: ``root/<class name>/<image files>``, read with Pillow.
+"""Image files as datasets that stream: listed once, each image decoded when it is indexed.
 
-Every file is decoded once when the dataset is built, resized (shorter side) and centre-cropped to
-``image_size``, and kept in memory as uint8 (``N * image_size**2 * 3`` bytes: 10,000 images at 224
-pixels take 1.5 GB). A file that is not an image, is corrupt or truncated, or is a decompression
-bomb is skipped, and listed with its reason in ``.skipped``; one warning gives the count. A long
-run therefore never stops on one bad file.
+``ImageFiles`` holds only the listing (paths as one NumPy bytes array, labels as one int64 array: about
+100 bytes per file, and no Python object per file, so DataLoader workers share it without copying);
+``dataset[i]`` reads, resizes (shorter side), centre-crops and normalises file ``i``. Memory is therefore
+O(batch) whatever the number of files. Three ways to list files:
+
+- ``ImageFolder(root)``: ``root/<class>/**/<images>`` (sorted class names are the classes), or a flat
+  ``root/<images>`` without classes (label -1);
+- ``ImageList(file)``: a text file of image paths, one per line, optionally with a label;
+- ``ImageFiles(paths, labels, classes)``: any listing.
+
+A file that cannot be read raises ``UnreadableImage`` (path and reason) when it is indexed; the scan
+skips it and lists it (``deconvlab.data.readable``). ``check=True`` instead decodes every file once
+when the dataset is built and leaves the unreadable ones out of the listing (in ``.skipped``, with one
+warning): what random access needs (training, the report's samples), at the cost of one decoding pass.
+
+>>> files = ImageFiles(["a.png", "b.png"], labels=[1, 0], classes=["cat", "dog"], check=False)
+>>> len(files), files.source(1), files.class_name(1)
+(2, 'b.png', 'cat')
+>>> files[0]
+Traceback (most recent call last):
+deconvlab.data.decode.UnreadableImage: a.png: FileNotFoundError: ...
 """
 
 from __future__ import annotations
@@ -12,94 +28,204 @@ from __future__ import annotations
 import os
 import warnings
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from deconvlab.data.transforms import normalize, resize_and_crop
+from deconvlab.data.decode import UnreadableImage, read_image
+from deconvlab.data.transforms import MEAN, STD, center_crop, normalize, resize_shorter
 
-# A flat folder (no train/val/test subfolders) is split by a hash of each file's relative path.
+# A folder without train/val/test subfolders is split (when a split is asked for) by a hash of each
+# file's path relative to the folder: 80/10/10.
 SPLIT_BUCKETS = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
+NO_LABEL = -1
 
 
-class ImageFolder(torch.utils.data.Dataset):
-    """One subfolder per class (sorted names are the classes); ``dataset[i] -> (tensor, label)``.
+class ImageFiles(torch.utils.data.Dataset):
+    """Images named by path: ``dataset[i] -> (normalised tensor (3, S, S), label)``, S = ``image_size``.
 
-    ``split`` keeps only the files whose path hash falls in that split (80/10/10); None keeps all.
-    ``max_pixels`` refuses larger images (default: Pillow's decompression-bomb limit).
+    ``labels``: one int per path (-1: no class), or None for none at all; ``classes``: their names.
+    ``max_pixels`` refuses larger images (default: Pillow's decompression-bomb limit). ``mean``/``std``:
+    the normalisation. ``check``: decode every file now and leave out the unreadable ones (see above).
     """
 
     def __init__(
         self,
-        root: str | os.PathLike,
+        paths: Sequence[str | os.PathLike],
+        labels: Sequence[int] | None = None,
+        classes: Sequence[str] = (),
+        *,
         image_size: int = 224,
-        split: str | None = None,
         max_pixels: int | None = None,
+        check: bool = True,
+        mean: Sequence[float] = MEAN,
+        std: Sequence[float] = STD,
+        name: str = "files",
     ) -> None:
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise ValueError(f"root={str(root)!r}: no such folder")
-        if split is not None and split not in SPLIT_BUCKETS:
-            raise ValueError(f"split={split!r}: choose one of {sorted(SPLIT_BUCKETS)} or None")
-        self.image_size = image_size
-        self.max_pixels = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[0] != ".")
-        if not self.classes:
-            raise ValueError(f"root={str(root)!r}: no class subfolders (expected root/<class>/<images>)")
-        self.paths: list[Path] = []
-        self.labels: list[int] = []
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size={image_size!r}: must be an int >= 1")
+        labels = [NO_LABEL] * len(paths) if labels is None else list(labels)
+        if len(labels) != len(paths):
+            raise ValueError(f"labels: {len(labels)} labels for {len(paths)} paths; expected one per path")
+        self.classes = list(classes)
+        bad = [label for label in labels if not NO_LABEL <= label < len(self.classes)]
+        if bad:
+            raise ValueError(f"labels: {bad[0]} is not -1 or the index of one of {len(self.classes)} classes")
+        self.image_size, self.max_pixels = image_size, max_pixels
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.name = name
+        self._paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
+        self.labels = np.asarray(labels, dtype=np.int64)
         self.skipped: list[tuple[Path, str]] = []
-        images = []
-        for label, path in self._files(split):
+        if check:
+            self._check()
+
+    def _check(self) -> None:
+        readable = []
+        for index in range(len(self)):
             try:
-                images.append(self._read(path))
-            except Exception as error:  # noqa: BLE001 - any unreadable file is reported, never fatal
-                self.skipped.append((path, f"{type(error).__name__}: {error}"))
-                continue
-            self.paths.append(path)
-            self.labels.append(label)
-        self.images = np.stack(images) if images else np.empty((0, image_size, image_size, 3), np.uint8)
+                self.pixels(index)
+            except UnreadableImage as error:
+                self.skipped.append((self.path(index), error.reason))
+            else:
+                readable.append(index)
+        self._paths, self.labels = self._paths[readable], self.labels[readable]
         if self.skipped:
             listed = "; ".join(f"{p}: {reason}" for p, reason in self.skipped[:5])
             more = f" (and {len(self.skipped) - 5} more, see .skipped)" if len(self.skipped) > 5 else ""
-            warnings.warn(f"skipped {len(self.skipped)} unreadable file(s) in {self.root}: {listed}{more}",
-                          stacklevel=2)  # fmt: skip
-
-    def _files(self, split: str | None) -> list[tuple[int, Path]]:
-        files = []
-        for label, name in enumerate(self.classes):
-            for path in sorted((self.root / name).rglob("*")):
-                if path.is_file() and not path.name.startswith("."):
-                    relative = path.relative_to(self.root).as_posix().encode()
-                    if split is None or zlib.crc32(relative) % 10 in SPLIT_BUCKETS[split]:
-                        files.append((label, path))
-        return files
-
-    def _read(self, path: Path) -> np.ndarray:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                if width * height > self.max_pixels:
-                    raise ValueError(
-                        f"decompression bomb refused: {width}x{height} pixels exceeds "
-                        f"max_pixels={self.max_pixels}"
-                    )
-                image.draft("RGB", (self.image_size, self.image_size))  # JPEG: decode at reduced scale
-                image.load()
-                return resize_and_crop(image, self.image_size)
+            warnings.warn(f"skipped {len(self.skipped)} unreadable file(s) in {self.name}: {listed}{more}",
+                          stacklevel=3)  # fmt: skip
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self._paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return normalize(self.images[index]), self.labels[index]
+    def source(self, index: int) -> str:
+        """The path of image ``index``, as listed."""
+        return os.fsdecode(self._paths[index])
+
+    def path(self, index: int) -> Path:
+        return Path(self.source(index))
+
+    @property
+    def paths(self) -> list[Path]:
+        """Every path, in order (a new list: prefer ``path(i)`` on millions of files)."""
+        return [self.path(i) for i in range(len(self))]
+
+    def class_name(self, index: int) -> str | None:
+        """The class of image ``index``, or None when it has none."""
+        label = int(self.labels[index])
+        return None if label == NO_LABEL else self.classes[label]
+
+    def pixels(self, index: int) -> torch.Tensor:
+        """uint8 (3, S, S): file ``index`` decoded, shorter side resized to S, centre-cropped."""
+        image = read_image(self.path(index), self.max_pixels)
+        return center_crop(resize_shorter(image, self.image_size), self.image_size)
 
     def image(self, index: int) -> np.ndarray:
-        """uint8 (H, W, 3) pixels of image ``index`` (resized and centre-cropped)."""
-        return self.images[index]
+        """uint8 (S, S, 3) pixels of image ``index`` (resized and centre-cropped)."""
+        return self.pixels(index).movedim(0, -1).numpy()
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return normalize(self.pixels(index), self.mean, self.std), int(self.labels[index])
 
     def __repr__(self) -> str:
-        return f"ImageFolder(root={str(self.root)!r}, image_size={self.image_size}, size={len(self)})"
+        return f"{type(self).__name__}({self.name!r}, image_size={self.image_size}, size={len(self)})"
+
+
+def folder_listing(
+    root: str | os.PathLike, split: str | None = None
+) -> tuple[list[str], list[Path], list[int]]:
+    """(classes, paths, labels) of ``root/<class>/**`` (or of a flat ``root/*``), sorted; hidden files
+    and folders left out. ``split`` keeps the files whose path hash falls in that split.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("dog/2.png", "cat/b/1.png", "cat/0.png", "dog/.hidden"):
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True); (root / name).touch()
+    >>> classes, paths, labels = folder_listing(root)
+    >>> classes, [p.relative_to(root).as_posix() for p in paths], labels
+    (['cat', 'dog'], ['cat/0.png', 'cat/b/1.png', 'dog/2.png'], [0, 0, 1])
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root={str(root)!r}: no such folder")
+    if split is not None and split not in SPLIT_BUCKETS:
+        raise ValueError(f"split={split!r}: choose one of {sorted(SPLIT_BUCKETS)} or None")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    folders = [(label, root / name) for label, name in enumerate(classes)] or [(NO_LABEL, root)]
+    paths, labels = [], []
+    for label, folder in folders:
+        for path in sorted(_files(folder, recursive=label != NO_LABEL)):
+            relative = path.relative_to(root).as_posix().encode()
+            if split is None or zlib.crc32(relative) % 10 in SPLIT_BUCKETS[split]:
+                paths.append(path)
+                labels.append(label)
+    return classes, paths, labels
+
+
+def _files(folder: Path, recursive: bool) -> list[Path]:
+    if not recursive:
+        return [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
+    found = []
+    for directory, subfolders, names in os.walk(folder):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        found += [Path(directory, name) for name in names if not name.startswith(".")]
+    return found
+
+
+class ImageFolder(ImageFiles):
+    """``root/<class>/**/<images>`` (the sorted subfolder names are the classes) or a flat folder of images
+    (no classes, label -1). ``split`` keeps only the files whose path hash falls in that split (80/10/10);
+    None keeps all. Other arguments: ``ImageFiles``."""
+
+    def __init__(self, root: str | os.PathLike, image_size: int = 224, split: str | None = None, **options):
+        classes, paths, labels = folder_listing(root, split)
+        self.root = Path(root)
+        super().__init__(paths, labels, classes, image_size=image_size, name=str(root), **options)
+
+
+def read_image_list(file: str | os.PathLike) -> tuple[list[str], list[Path], list[int] | None]:
+    """(classes, paths, labels) of a text file of images: one per line, ``PATH``, ``PATH<tab>LABEL``, or
+    ``PATH LABEL`` with an integer label (Caffe's and ImageNet's lists). Relative paths are relative to
+    the file's folder; blank lines and lines starting with ``#`` are left out. Integer labels are class
+    indices (classes ``'0'`` to the largest); other labels are class names, indexed in sorted order.
+
+    >>> import tempfile
+    >>> file = Path(tempfile.mkdtemp()) / "list.txt"
+    >>> _ = file.write_text("# photos\\nb/x.jpg\\tdog\\n/data/y.jpg\\tcat\\n")
+    >>> classes, paths, labels = read_image_list(file)
+    >>> classes, [p.relative_to(file.parent).as_posix() for p in paths[:1]], str(paths[1]), labels
+    (['cat', 'dog'], ['b/x.jpg'], '/data/y.jpg', [1, 0])
+    """
+    file = Path(file)
+    paths, names = [], []
+    for number, line in enumerate(file.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        path, label = line.rsplit("\t", 1) if "\t" in line else (line, None)
+        if label is None and len(parts := line.rsplit(None, 1)) == 2 and parts[1].isdigit():
+            path, label = parts
+        if paths and (label is None) != (names[-1] is None):
+            raise ValueError(f"{file}:{number}: {line!r}: every line needs a label, or none does")
+        paths.append(file.parent / path.strip())
+        names.append(label.strip() if label is not None else None)
+    if not names or names[0] is None:
+        return [], paths, None
+    if all(name.isdigit() for name in names):
+        labels = [int(name) for name in names]
+        return [str(i) for i in range(max(labels) + 1)], paths, labels
+    classes = sorted(set(names))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, paths, [index[name] for name in names]
+
+
+class ImageList(ImageFiles):
+    """The images named in a text file (see ``read_image_list``). Other arguments: ``ImageFiles``."""
+
+    def __init__(self, file: str | os.PathLike, image_size: int = 224, **options):
+        classes, paths, labels = read_image_list(file)
+        self.root = Path(file).parent
+        super().__init__(paths, labels, classes, image_size=image_size, name=str(file), **options)
