@@ -20,6 +20,7 @@ from starlette.routing import Route
 from deconvlab.serve import arithmetic_page, views
 from deconvlab.serve.explorer import Explorer
 from deconvlab.serve.images import png_bytes
+from deconvlab.serve.openapi import BOOLEAN, INTEGER, NUMBER, STRING, array, obj
 from deconvlab.serve.params import ApiError, Bool, Choice, Field, Int, Text, UnitList, parse_fields
 
 
@@ -29,6 +30,8 @@ class Endpoint:
 
     ``run`` returns a JSON-able dict or a ``Response``. ``body`` lists the fields of a JSON object
     body; ``raw_body`` names the media type of a body taken as bytes (``params["data"]``).
+    ``produces`` lists the media types of a success and ``returns`` the JSON schema of a JSON one;
+    ``errors`` the statuses it may refuse with, besides the 400/422 of any request.
     """
 
     method: str
@@ -38,7 +41,8 @@ class Endpoint:
     query: tuple[Field, ...] = ()
     body: tuple[Field, ...] | None = None
     raw_body: str | None = None
-    produces: str = "application/json"
+    produces: tuple[str, ...] = ("application/json",)
+    returns: dict | None = None
     errors: dict[int, str] = field(default_factory=dict)
 
 
@@ -63,6 +67,114 @@ ANIMATION = (
         choices=("direct", "scatter"),
     ),
     Choice("format", "Picture format (animated SVG draws faster).", default="svg", choices=("svg", "gif")),
+)
+BOX = {**array(INTEGER), "description": "Receptive field [y0, y1, x0, x1] in input pixels (may leave it)."}
+PNG_URL = {"type": "string", "description": "A data:image/png;base64 URL."}
+STATUS = obj(
+    {
+        "model": STRING,
+        "input_size": INTEGER,
+        "classes": array(STRING),
+        "dataset_size": INTEGER,
+        "layers": array(obj(name=STRING, channels=INTEGER, height=INTEGER, width=INTEGER)),
+    },
+    state={"type": "string", "enum": ["loading", "ready", "error"]},
+    units_ready=BOOLEAN,
+    progress=obj(
+        stage=STRING,
+        done=INTEGER,
+        total={"type": ["integer", "null"]},
+        message=STRING,
+        seconds=NUMBER,
+    ),
+)
+UNITS = obj(
+    layer=STRING,
+    k=INTEGER,
+    num_images=INTEGER,
+    channels=array(obj(channel=INTEGER, units=array(obj(image=STRING, value=NUMBER, y=INTEGER, x=INTEGER)))),
+)
+PROJECTIONS = obj(
+    layer=STRING,
+    rule=STRING,
+    projections=array(
+        obj(
+            {"patch": PNG_URL, "values": {**array(array(array(NUMBER))), "description": "C x H x W."}},
+            image=STRING,
+            channel=INTEGER,
+            y=INTEGER,
+            x=INTEGER,
+            activation=NUMBER,
+            box=BOX,
+            projection=PNG_URL,
+            blank=BOOLEAN,
+        )
+    ),
+)
+ACTIVATIONS = obj(
+    image=STRING,
+    layer=STRING,
+    shape=array(INTEGER),
+    scale=NUMBER,
+    maps={"type": "string", "description": "base64 of C x H x W uint8 maps (255 = scale)."},
+    channel_max=array(NUMBER),
+    strongest=array(array(INTEGER)),
+)
+OCCLUSION = obj(
+    image=STRING,
+    window=INTEGER,
+    stride=INTEGER,
+    layer=STRING,
+    channel=INTEGER,
+    positions_y=array(INTEGER),
+    positions_x=array(INTEGER),
+    activation=array(array(NUMBER)),
+    probability=array(array(NUMBER)),
+    label=array(array(INTEGER)),
+    classes=array(STRING),
+    target=INTEGER,
+    target_is_true_label=BOOLEAN,
+    unoccluded=obj(activation=NUMBER, probability=NUMBER, prediction=INTEGER),
+    projection=PNG_URL,
+    box=BOX,
+)
+SHAPE = array(INTEGER)
+ARITHMETIC_CASE = obj(
+    transposed=BOOLEAN,
+    input_size=INTEGER,
+    output_size=INTEGER,
+    input_shape=SHAPE,
+    output_shape=SHAPE,
+    formula=STRING,
+    direct={
+        "description": "Transposed only: the equal direct convolution (zeros inserted, padded, flipped).",
+        "anyOf": [
+            {"type": "null"},
+            obj(
+                zeros_between=INTEGER,
+                stretched_size=INTEGER,
+                pad_before=INTEGER,
+                pad_after=INTEGER,
+                kernel_size=INTEGER,
+                dilation=INTEGER,
+                stride=INTEGER,
+                flipped=BOOLEAN,
+                output_size=INTEGER,
+                text=STRING,
+            ),
+        ],
+    },
+    pytorch=STRING,
+    pytorch_functional=STRING,
+    matrix=obj(
+        rows=INTEGER,
+        cols=INTEGER,
+        name=STRING,
+        taps={
+            "description": "Entry t+1 where the matrix holds kernel tap t; null when too large to draw.",
+            "anyOf": [{"type": "null"}, array(array(INTEGER))],
+        },
+    ),
 )
 NOT_READY = {503: "The model is still loading (or failed to); the message says which."}
 
@@ -105,12 +217,14 @@ ENDPOINTS = (
         "/api/status",
         "Loading progress; once ready: the model, its layers and classes.",
         lambda explorer, p: explorer.status(),
+        returns=STATUS,
     ),
     Endpoint(
         "GET",
         "/api/images",
         "The images one can pick: samples, dataset examples, uploads.",
         lambda explorer, p: explorer.image_refs(),
+        returns=obj(samples=array(STRING), dataset=array(STRING), uploads=array(STRING)),
         errors=NOT_READY,
     ),
     Endpoint(
@@ -119,7 +233,7 @@ ENDPOINTS = (
         "An image at the model's input size, as the model sees it.",
         lambda explorer, p: _png(explorer.image(p["ref"])),
         query=(Text("ref", IMAGE.doc),),
-        produces="image/png",
+        produces=("image/png",),
         errors={404: "No such image.", 422: "Not an image reference.", **NOT_READY},
     ),
     Endpoint(
@@ -128,6 +242,7 @@ ENDPOINTS = (
         "Upload an image (the file's bytes as the body, PNG/JPEG/GIF/BMP/WEBP/TIFF); returns its reference.",
         _upload,
         raw_body="application/octet-stream",
+        returns=obj(image=STRING),
         errors={
             400: "Empty body.",
             413: "Too many bytes or pixels (decompression-bomb guard).",
@@ -141,6 +256,7 @@ ENDPOINTS = (
         "The top-k dataset units of every channel of a layer, from the scan.",
         lambda explorer, p: views.units(explorer, layer=p["layer"]),
         query=(LAYER,),
+        returns=UNITS,
         errors={404: "Unknown layer.", **NOT_READY},
     ),
     Endpoint(
@@ -149,7 +265,7 @@ ENDPOINTS = (
         "A channel's top-k image patches (receptive fields) as a grid.",
         _unit_grid,
         query=(LAYER, CHANNEL),
-        produces="image/png",
+        produces=("image/png",),
         errors={404: "Unknown layer.", 422: "Channel out of range.", **NOT_READY},
     ),
     Endpoint(
@@ -157,6 +273,7 @@ ENDPOINTS = (
         "/api/project",
         "Project units to pixel space (deconvnet, guided or gradient).",
         lambda explorer, p: views.project_units(explorer, **p),
+        returns=PROJECTIONS,
         body=(
             LAYER,
             UnitList("units", "The units to project."),
@@ -171,6 +288,7 @@ ENDPOINTS = (
         "/api/activations",
         "A layer's rectified activation maps for one image.",
         lambda explorer, p: views.activation_maps(explorer, **p),
+        returns=ACTIVATIONS,
         body=(IMAGE, LAYER),
         errors={404: "Unknown layer or image.", **NOT_READY},
     ),
@@ -179,6 +297,7 @@ ENDPOINTS = (
         "/api/occlusion",
         "Occlusion sensitivity maps (the paper's Fig. 7) for one image.",
         lambda explorer, p: views.occlusion(explorer, **p),
+        returns=OCCLUSION,
         body=(
             IMAGE,
             Int("window", "Occluder size in pixels.", minimum=1, maximum=512),
@@ -196,6 +315,7 @@ ENDPOINTS = (
         "Output size, formula, equivalent direct convolution, matrix C and PyTorch call of one convolution.",
         _arithmetic,
         query=ARITHMETIC,
+        returns=ARITHMETIC_CASE,
         errors={422: "Invalid combination (the arithmetic core says why)."},
     ),
     Endpoint(
@@ -204,7 +324,7 @@ ENDPOINTS = (
         "The animation of the same case.",
         _animation,
         query=ARITHMETIC + ANIMATION,
-        produces="image/gif or image/svg+xml",
+        produces=("image/svg+xml", "image/gif"),
         errors={422: "Invalid combination (the arithmetic core says why)."},
     ),
 )

@@ -7,6 +7,11 @@ from what the server accepts.
 >>> schema = openapi_schema(ENDPOINTS)
 >>> schema["openapi"], sorted(schema["paths"]["/api/project"])
 ('3.1.0', ['post'])
+
+Success bodies are described with small helpers: every property of :func:`obj` is required.
+
+>>> obj(name=STRING, sizes=array(INTEGER))["required"]
+['name', 'sizes']
 """
 
 from __future__ import annotations
@@ -14,6 +19,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from deconvlab import __version__
+
+STRING, INTEGER, NUMBER, BOOLEAN = ({"type": kind} for kind in ("string", "integer", "number", "boolean"))
+BINARY = {"type": "string", "format": "binary"}
+
+
+def array(items: dict) -> dict:
+    return {"type": "array", "items": items}
+
+
+def obj(optional: dict | None = None, **required: dict) -> dict:
+    """A JSON object schema with the ``required`` properties and the ``optional`` ones."""
+    properties = {**required, **(optional or {})}
+    return {"type": "object", "required": list(required), "properties": properties}
+
 
 ERROR = {
     "type": "object",
@@ -52,10 +71,12 @@ def _operation(endpoint) -> dict:
             "required": True,
             "content": {endpoint.raw_body: binary, "image/*": binary},
         }
-    ok = {"description": "OK", "content": {endpoint.produces: {}}}
+    success = endpoint.returns if endpoint.produces == ("application/json",) else BINARY
+    ok = {"description": "OK", "content": {kind: {"schema": success} for kind in endpoint.produces}}
     errors = {
         "400": "Malformed request (e.g. invalid JSON).",
         "422": "A parameter is invalid; says which.",
+        **({"413": "The body is over the upload limit."} if endpoint.body or endpoint.raw_body else {}),
         **{str(code): text for code, text in endpoint.errors.items()},
     }
     operation["responses"] = {
