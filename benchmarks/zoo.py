@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -110,6 +111,19 @@ def all_specs() -> list[str]:
     """Every model of the table: torchvision's classification models, then ``TIMM_MODELS``."""
     names = torchvision.models.list_models(module=torchvision.models)
     return [f"torchvision:{name}" for name in names] + [f"timm:{name}" for name in TIMM_MODELS]
+
+
+def cost(spec: str) -> float:
+    """A model's GFLOPs from torchvision's weights metadata (no download), 0 for timm: runs go cheapest
+    first, so a partial run covers the most models.
+
+    >>> cost("torchvision:resnet18") < cost("torchvision:resnet50")
+    True
+    """
+    source, _, name = spec.partition(":")
+    if source != "torchvision":
+        return 0.0
+    return torchvision.models.get_model_weights(name).DEFAULT.meta["_ops"]
 
 
 def build_model(spec: str, size: int | None = None, **arguments) -> tuple[nn.Module, int]:
@@ -310,7 +324,8 @@ class ModelCheck:
             return verdict(result, self.projections["autograd", rule])
         return "✓"
 
-    def occluded_reference(self, window: int, corners: list[tuple[int, int]]):
+    @functools.cache  # noqa: B019 (one ModelCheck per model; the full and incremental checks share it)
+    def occluded_reference(self, window: int, corners: tuple[tuple[int, int], ...]):
         """Logits and the layer's channel sums, the model run here on each occluded copy of the image."""
         images = self.image.repeat(len(corners), 1, 1, 1)
         for row, (y, x) in enumerate(corners):
@@ -331,7 +346,7 @@ class ModelCheck:
         result = occlusion_map(
             self.model, self.image, window=window, stride=stride, layer=self.layer, incremental=incremental
         )
-        corners = [(y, x) for y in result.positions_y.tolist() for x in result.positions_x.tolist()]
+        corners = tuple((y, x) for y in result.positions_y.tolist() for x in result.positions_x.tolist())
         logits, sums = self.occluded_reference(window, corners)
         for got, want in ((result.logits, logits), (result.activations, sums)):
             cell = verdict(got.reshape(want.shape), want)
@@ -482,7 +497,7 @@ def selected(args) -> list[tuple[str, int | None, dict]]:
     elif args.models:
         runs = [(spec.strip(), args.size, {}) for spec in args.models.split(",") if spec.strip()]
     else:
-        runs = [(spec, args.size, {}) for spec in all_specs()]
+        runs = [(spec, args.size, {}) for spec in sorted(all_specs(), key=cost)]
     if args.family:
         runs = [run for run in runs if args.family in run[0]]
     return runs
