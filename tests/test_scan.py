@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import TensorDataset
 
 from deconvlab.analyses import TopK, topk_scan
+from deconvlab.data import ImageFiles, ImageFolder
 
 LAYERS = ["0", "1", "4"]
 
@@ -81,10 +86,10 @@ def test_fewer_images_than_k_and_json_round_trip(tmp_path):
     text = (tmp_path / "topk.json").read_bytes()
     loaded = TopK.load(tmp_path / "topk.json")
     channel = loaded.to_json()["layers"]["3"]["channels"][0]
-    assert sorted(channel["images"]) == [0, 1, 2] and loaded.to_json() == result.to_json()
+    assert sorted(entry["image"] for entry in channel) == [0, 1, 2] and loaded.to_json() == result.to_json()
     loaded.save(tmp_path / "again.json")
     assert (tmp_path / "again.json").read_bytes() == text
-    assert b'"version": 1' in text and not (tmp_path / ".scan-progress" / "rank0-of1.pt").exists()
+    assert b'"version": 2' in text and not (tmp_path / ".scan-progress" / "rank0-of1.pt").exists()
 
 
 class Interrupt(Exception):
@@ -189,3 +194,75 @@ def test_amp_matches_float32_on_gpu():
     half = topk_scan(model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cuda", amp=True)
     for name in LAYERS:
         np.testing.assert_allclose(half.layers[name].values, full.layers[name].values, rtol=2e-2, atol=2e-2)
+
+
+def _image_folder(root, count=12, broken=(3, 8)):
+    """``count`` random PNG files in root/<a|b>/, the ``broken`` ones not images; their paths in order."""
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(count):
+        path = root / ("a", "b")[i % 2] / f"{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if i in broken:
+            path.write_bytes(b"\x89PNG truncated")
+        else:
+            Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    return sorted(paths)
+
+
+def test_unreadable_files_are_skipped_in_workers_and_listed_and_entries_name_their_files(tmp_path):
+    model, _ = setup()
+    paths = _image_folder(tmp_path / "images")
+    folder = ImageFolder(tmp_path / "images", image_size=16, check=False)
+    result = topk_scan(model, folder, ["0", "3"], k=3, batch_size=4, num_workers=2, out=tmp_path / "s",
+                       progress=False)  # fmt: skip
+    readable = [p for p in paths if b"truncated" not in p.read_bytes()]
+    assert result.num_images == 10
+    assert [(Path(p).name, "UnidentifiedImageError" in r) for p, r in result.skipped] == [
+        ("08.png", True),
+        ("03.png", True),
+    ]  # fmt: skip: dataset order, a/ before b/
+    # the reference: the readable files alone, listed by hand, scanned in one batch without workers
+    reference = ImageFiles(readable, [0 if p.parent.name == "a" else 1 for p in readable], ["a", "b"],
+                           image_size=16)  # fmt: skip
+    expected = topk_scan(model, reference, ["0", "3"], k=3, batch_size=16, progress=False)
+    saved = json.loads((tmp_path / "s" / "topk.json").read_text())
+    assert saved["skipped"] == [{"path": str(p), "reason": r} for p, r in result.skipped]
+    for name in ("0", "3"):
+        want = expected.to_json()["layers"][name]["channels"]
+        got = saved["layers"][name]["channels"]
+        assert [[(e["path"], e["class"], e["position"]) for e in c] for c in got] == [
+            [(e["path"], e["class"], e["position"]) for e in c] for c in want]  # fmt: skip
+        np.testing.assert_allclose([[e["value"] for e in c] for c in got],
+                                   [[e["value"] for e in c] for c in want], rtol=1e-5)  # fmt: skip
+    # boxes by hand: layer 0 is a 3x3 conv with padding 1 (rows y-1..y+1), layer 3 a 3x3 conv after a
+    # 2x2 pool (field 3 + 2 * 2 = 8 wide, jump 2, offset -1 - 0 = -1: rows 2y-1 .. 2y+6), clipped to 16
+    for name, size, jump in (("0", 3, 1), ("3", 8, 2)):
+        for entry in (e for c in saved["layers"][name]["channels"] for e in c):
+            y, x = entry["position"]
+            rows = [max(jump * y - 1, 0), min(jump * y - 1 + size, 16)]
+            columns = [max(jump * x - 1, 0), min(jump * x - 1 + size, 16)]
+            assert entry["box"] == rows + columns
+            assert entry["path"] == folder.source(entry["image"]) and entry["class"] in ("a", "b")
+
+
+def test_resume_with_skipped_files_equals_uninterrupted_run(tmp_path):
+    model, _ = setup()
+    _image_folder(tmp_path / "images", count=14, broken=(1, 6, 12))
+    folder = ImageFolder(tmp_path / "images", image_size=16, check=False)
+    options = {"k": 2, "batch_size": 2, "progress": False, "checkpoint_every": 1}
+    topk_scan(model, folder, LAYERS, out=tmp_path / "whole", **options)
+    with pytest.raises(Interrupt):
+        topk_scan(model, folder, LAYERS, out=tmp_path / "cut", on_batch=_stop_at(4), **options)
+    topk_scan(model, folder, LAYERS, out=tmp_path / "cut", resume=True, **options)
+    assert (tmp_path / "cut" / "topk.json").read_bytes() == (tmp_path / "whole" / "topk.json").read_bytes()
+    assert len(json.loads((tmp_path / "whole" / "topk.json").read_text())["skipped"]) == 3
+
+
+def _stop_at(batches):
+    def stop(done):
+        if done == batches:
+            raise Interrupt
+
+    return stop

@@ -3,6 +3,12 @@
 For every chosen layer and channel the scan keeps the ``k`` images with the strongest activation, each
 with its value and the (y, x) of its maximum in that channel's map; memory is O(layers x channels x k),
 whatever the dataset's size. Ties go to the smaller image index (see ``deconvlab.analyses.scan_topk``).
+The result names each image (its path or key and class, where the dataset gives them: ``source(i)``,
+``class_name(i)``) and the unit's receptive-field box in the input's pixels.
+
+**Unreadable files.** Images are decoded in the DataLoader's workers; a file that cannot be read
+(``deconvlab.data.UnreadableImage``) is skipped, counted and listed in ``topk.json`` with its reason,
+and the scan goes on.
 
 **Resume.** With ``out``, progress is checkpointed atomically every ``checkpoint_every`` batches to
 ``out/.scan-progress/``; ``resume=True`` continues from it and gives exactly the uninterrupted result.
@@ -40,7 +46,10 @@ from torch import nn
 from deconvlab._io import write_bytes_atomic
 from deconvlab.analyses.scan_distributed import all_gather, barrier, default_device, rank_and_world
 from deconvlab.analyses.scan_hooks import StopForward, channel_maxima, evaluating
-from deconvlab.analyses.scan_topk import LayerTopK, TopK
+from deconvlab.analyses.scan_topk import NO_IMAGE, LayerTopK, TopK
+from deconvlab.data.decode import UnreadableImage
+from deconvlab.data.readable import Readable, collate_readable
+from deconvlab.engine.receptive import ReceptiveField, receptive_field
 
 __all__ = ["TopK", "LayerTopK", "topk_scan", "conv_layer_names"]
 
@@ -89,40 +98,53 @@ def topk_scan(
         raise ValueError(f"amp=True: mixed precision needs a CUDA device, and the scan runs on {device}")
     rank, world = rank_and_world()
     _prepare(model, device)
+    first = _first_readable(dataset)
+    fields = _fields(model, layers, tuple(first[0].shape))
     with evaluating(model), torch.inference_mode():
-        shapes, last = _inspect(model, dataset, layers, device)
+        shapes, last = _inspect(model, first, layers, device)
         batches = _batches_of_rank(len(dataset), batch_size, rank, world)
         fingerprint = _fingerprint(model, layers, shapes, k, batch_size, len(dataset), world)
         checkpoint = Path(out) / PROGRESS_DIR / f"rank{rank}-of{world}.pt" if out is not None else None
         done, state = 0, {name: LayerTopK.empty(shapes[name][0], k, shapes[name]) for name in layers}
+        skipped: list[tuple[int, str, str]] = []
         if resume:
-            done, state = _load_progress(checkpoint, world, fingerprint) or (done, state)
+            done, state, skipped = _load_progress(checkpoint, world, fingerprint) or (done, state, skipped)
         if out is not None and rank == 0:
             (Path(out) / RESULT_FILE).unlink(missing_ok=True)  # never leave an older result beside a new scan
         loader = torch.utils.data.DataLoader(
-            dataset,
+            Readable(dataset),
             batch_sampler=batches[done:],
             num_workers=num_workers,
-            collate_fn=_stack_images,
+            collate_fn=collate_readable,
             pin_memory=device.type == "cuda",
         )
         bar = _progress_bar(len(batches), done, enabled=progress and rank == 0)
         with channel_maxima(model, layers, stop_after=last) as seen:
-            for indices, images in zip(batches[done:], loader, strict=True):
-                _forward(model, images, device, amp, seen)
-                ids = np.asarray(indices, np.int64)
-                state = {
-                    n: state[n].merged(seen.maxima[n][0].numpy(), ids, seen.maxima[n][1].numpy())
-                    for n in layers
-                }
+            for batch in loader:
+                skipped += [tuple(item) for item in batch.skipped]
+                if batch.indices:
+                    _forward(model, batch.images, device, amp, seen)
+                    ids = np.asarray(batch.indices, np.int64)
+                    state = {
+                        n: state[n].merged(seen.maxima[n][0].numpy(), ids, seen.maxima[n][1].numpy())
+                        for n in layers
+                    }
                 done += 1
                 bar.update()
                 if checkpoint is not None and (done % checkpoint_every == 0 or done == len(batches)):
-                    _save_progress(checkpoint, done, state, fingerprint)
+                    _save_progress(checkpoint, done, state, skipped, fingerprint)
                 if on_batch is not None:
                     on_batch(done)
         bar.close()
-    result = TopK(k=k, num_images=len(dataset), layers=_merge_ranks(state, layers))
+    merged, skipped = _merge_ranks(state, skipped, layers)
+    result = TopK(
+        k=k,
+        num_images=len(dataset) - len(skipped),
+        layers=merged,
+        sources=_sources(dataset, merged),
+        skipped=[(path, reason) for _, path, reason in skipped],
+        fields=fields,
+    )
     if out is not None:
         if rank == 0:
             result.save(Path(out) / RESULT_FILE)
@@ -164,17 +186,36 @@ def _prepare(model: nn.Module, device: torch.device) -> None:
         model.to(memory_format=torch.channels_last)
 
 
-def _stack_images(items):
-    return torch.stack([item[0] for item in items])
+def _first_readable(dataset):
+    """The first item that can be read (an unreadable file is skipped here too), checked."""
+    for index in range(len(dataset)):
+        try:
+            item = dataset[index]
+        except UnreadableImage:
+            continue
+        if not isinstance(item, (tuple, list)) or not isinstance(item[0], torch.Tensor) or item[0].dim() != 3:
+            raise ValueError(
+                f"dataset[{index}]={type(item).__name__}: expected (image tensor (C, H, W), label)"
+            )
+        return item
+    raise ValueError(f"dataset: none of its {len(dataset)} images can be read; there is nothing to scan")
 
 
-def _inspect(model, dataset, layers, device) -> tuple[dict[str, tuple[int, ...]], str]:
+def _fields(model, layers, input_size) -> dict[str, ReceptiveField | None]:
+    """Each layer's receptive field, or None where it cannot be followed (the boxes are then left out)."""
+    fields = {}
+    for name in layers:
+        try:
+            fields[name] = receptive_field(model, name, input_size)
+        except ValueError:
+            fields[name] = None
+    return fields
+
+
+def _inspect(model, item, layers, device) -> tuple[dict[str, tuple[int, ...]], str]:
     """One image through the model: each layer's map shape, and the layer that runs last."""
-    item = dataset[0]
-    if not isinstance(item, (tuple, list)) or not isinstance(item[0], torch.Tensor) or item[0].dim() != 3:
-        raise ValueError(f"dataset[0]={type(item).__name__}: expected (image tensor (C, H, W), label)")
     with channel_maxima(model, layers) as seen:
-        _forward(model, _stack_images([item]), device, False, seen)
+        _forward(model, item[0][None], device, False, seen)
     missing = [name for name in layers if name not in seen.maxima]
     if missing:
         raise ValueError(f"layers={missing}: never ran in the model's forward pass")
@@ -214,10 +255,13 @@ def _fingerprint(model, layers, shapes, k, batch_size, num_images, world) -> str
     return digest.hexdigest()
 
 
-def _save_progress(path: Path, done: int, state: dict[str, LayerTopK], fingerprint: str) -> None:
+def _save_progress(
+    path: Path, done: int, state: dict[str, LayerTopK], skipped: list, fingerprint: str
+) -> None:
     payload = {
         "fingerprint": fingerprint,
         "batches_done": done,
+        "skipped": [list(item) for item in skipped],
         "layers": {
             name: {
                 "values": torch.from_numpy(layer.values),
@@ -234,7 +278,7 @@ def _save_progress(path: Path, done: int, state: dict[str, LayerTopK], fingerpri
 
 
 def _load_progress(path: Path, world: int, fingerprint: str):
-    """(batches done, state) from this rank's checkpoint, or None when there is none."""
+    """(batches done, state, skipped) from this rank's checkpoint, or None when there is none."""
     others = sorted(p.name for p in path.parent.glob("rank*-of*.pt") if not p.name.endswith(f"-of{world}.pt"))
     if others:
         raise ValueError(
@@ -258,20 +302,31 @@ def _load_progress(path: Path, world: int, fingerprint: str):
         )
         for name, saved in payload["layers"].items()
     }
-    return payload["batches_done"], state
+    return payload["batches_done"], state, [tuple(item) for item in payload["skipped"]]
 
 
-def _merge_ranks(state: dict[str, LayerTopK], layers: list[str]) -> dict[str, LayerTopK]:
-    """Every rank's lists merged into the top k of their union (exact: the order is total)."""
-    gathered = all_gather(state)
+def _merge_ranks(state: dict[str, LayerTopK], skipped: list, layers: list[str]):
+    """Every rank's lists merged into the top k of their union (exact: the order is total), and every
+    rank's skipped files, in dataset order."""
+    gathered = all_gather((state, skipped))
     merged = {}
     for name in layers:
-        layer = gathered[0][name]
-        for other in gathered[1:]:
+        layer = gathered[0][0][name]
+        for other, _ in gathered[1:]:
             theirs = other[name]
             layer = layer.merged(theirs.values.T, theirs.images.T, np.swapaxes(theirs.positions, 0, 1))
         merged[name] = layer
-    return merged
+    return merged, sorted(item for _, theirs in gathered for item in theirs)
+
+
+def _sources(dataset, layers: dict[str, LayerTopK]) -> dict[int, tuple[str | None, str | None]]:
+    """(path or key, class name) of every image in the lists, where the dataset names them."""
+    indices = sorted({int(i) for layer in layers.values() for i in np.unique(layer.images) if i != NO_IMAGE})
+    source, class_name = getattr(dataset, "source", None), getattr(dataset, "class_name", None)
+    return {
+        i: (source(i) if source is not None else None, class_name(i) if class_name is not None else None)
+        for i in indices
+    }
 
 
 def _progress_bar(total: int, initial: int, enabled: bool):

@@ -15,14 +15,15 @@ merge exactly.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from deconvlab._io import write_json_atomic
+from deconvlab.engine.receptive import ReceptiveField
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: entries as objects with path, class and box; skipped files; fields
 NO_IMAGE = np.iinfo(np.int64).max  # an empty slot: sorts after every real image at equal value
 
 
@@ -73,33 +74,45 @@ class LayerTopK:
             if i != NO_IMAGE
         ]
 
-    def to_json(self) -> dict:
+    def to_json(self, sources: dict | None = None, field: ReceptiveField | None = None) -> dict:
+        """The lists as JSON: per channel, entries strongest first, each with the image's index, path
+        and class (from ``sources``: index -> (path, class)), the value, the (y, x) of the unit and, with
+        ``field``, its receptive-field box (y0, y1, x0, x1) in the input's pixels."""
+        sources = sources or {}
         channels = []
         for channel in range(len(self.values)):
-            entries = self.entries(channel)
-            channels.append(
-                {
-                    "images": [image for image, _, _ in entries],
-                    "values": [value for _, value, _ in entries],
-                    "positions": [list(position) for _, _, position in entries],
+            entries = []
+            for image, value, (y, x) in self.entries(channel):
+                path, class_name = sources.get(image, (None, None))
+                entry = {
+                    "image": image,
+                    "path": path,
+                    "class": class_name,
+                    "value": value,
+                    "position": [y, x],
                 }
-            )
+                if field is not None:
+                    entry["box"] = list(field.box(y, x))
+                entries.append(entry)
+            channels.append(entries)
         return {"shape": list(self.shape), "channels": channels}
 
     @classmethod
     def from_json(cls, obj: dict, k: int) -> LayerTopK:
         layer = cls.empty(len(obj["channels"]), k, tuple(obj["shape"]))
-        for c, channel in enumerate(obj["channels"]):
-            n = len(channel["images"])
-            layer.images[c, :n] = channel["images"]
-            layer.values[c, :n] = channel["values"]
-            layer.positions[c, :n] = np.asarray(channel["positions"], np.int64).reshape(n, 2)
+        for c, entries in enumerate(obj["channels"]):
+            for slot, entry in enumerate(entries):
+                layer.images[c, slot] = entry["image"]
+                layer.values[c, slot] = entry["value"]
+                layer.positions[c, slot] = entry["position"]
         return layer
 
 
 @dataclass(frozen=True, eq=False)
 class TopK:
-    """A scan's result: ``k``, ``num_images`` scanned, and a ``LayerTopK`` per layer name.
+    """A scan's result: ``k``, ``num_images`` scanned, and a ``LayerTopK`` per layer name; ``sources``
+    (image index -> (path or key, class name), None where the dataset gives none) for the images in the
+    lists, the ``skipped`` files (path, reason), and each layer's receptive field (None: no boxes).
 
     ``save`` writes JSON with a top-level ``"version"``, sorted keys and no timestamps or host names,
     so two scans of the same data and model compare byte for byte.
@@ -108,13 +121,22 @@ class TopK:
     k: int
     num_images: int
     layers: dict[str, LayerTopK]
+    sources: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    fields: dict[str, ReceptiveField | None] = field(default_factory=dict)
 
     def to_json(self) -> dict:
+        layers = {}
+        for name, layer in self.layers.items():
+            receptive = self.fields.get(name)
+            layers[name] = layer.to_json(self.sources, receptive)
+            layers[name]["field"] = None if receptive is None else asdict(receptive)
         return {
             "version": FORMAT_VERSION,
             "k": self.k,
             "num_images": self.num_images,
-            "layers": {name: layer.to_json() for name, layer in self.layers.items()},
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+            "layers": layers,
         }
 
     @classmethod
@@ -124,7 +146,20 @@ class TopK:
             raise ValueError(f"topk version={version!r}: this deconvlab reads version {FORMAT_VERSION}")
         k = int(obj["k"])
         layers = {name: LayerTopK.from_json(layer, k) for name, layer in obj["layers"].items()}
-        return cls(k=k, num_images=int(obj["num_images"]), layers=layers)
+        sources = {
+            entry["image"]: (entry["path"], entry["class"])
+            for layer in obj["layers"].values()
+            for entries in layer["channels"]
+            for entry in entries
+        }
+        fields = {
+            name: None if layer["field"] is None else ReceptiveField(**{
+                key: tuple(value) for key, value in layer["field"].items()})
+            for name, layer in obj["layers"].items()
+        }  # fmt: skip
+        skipped = [(item["path"], item["reason"]) for item in obj["skipped"]]
+        return cls(k=k, num_images=int(obj["num_images"]), layers=layers, sources=sources, skipped=skipped,
+                   fields=fields)  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the JSON atomically: a reader sees the old file or the complete new one."""

@@ -15,7 +15,7 @@ over white). Any failure is an ``UnreadableImage`` naming the file and the reaso
 ((3, 2, 4), [255, 255, 255])
 >>> read_image(b"not an image", name="notes.txt")
 Traceback (most recent call last):
-deconvlab.data.decode.UnreadableImage: notes.txt: UnidentifiedImageError: cannot identify image file ...
+deconvlab.data.decode.UnreadableImage: notes.txt: UnidentifiedImageError: ... image file 'notes.txt'
 """
 
 from __future__ import annotations
@@ -56,11 +56,13 @@ def read_image(
     """
     name = name if name is not None else str(source)
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    buffer = None
     try:
         data = source if isinstance(source, bytes) else Path(source).read_bytes()
+        buffer = io.BytesIO(data)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # the header only
+            with Image.open(buffer) as image:  # the header only
                 width, height = image.size
                 if limit is not None and width * height > limit:
                     raise ValueError(
@@ -75,5 +77,6 @@ def read_image(
                 torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
             )
     except Exception as error:  # noqa: BLE001 - every failure of a file is reported as the same kind
-        raise UnreadableImage(name, f"{type(error).__name__}: {error}") from error
+        reason = str(error).replace(repr(buffer), repr(name))  # the same words in every run
+        raise UnreadableImage(name, f"{type(error).__name__}: {reason}") from error
     return pixels
