@@ -196,14 +196,29 @@ def slot_of_each_unit(images: torch.Tensor) -> torch.Tensor:
 
 
 class SavedBytes:
-    """Counts the bytes a forward pass saves for its backward (``saved_tensors_hooks``)."""
+    """Counts the bytes a forward pass saves for its backward (``saved_tensors_hooks``).
+
+    ``pack`` keeps a detached alias, not the tensor itself: an operation that saves its own output
+    (ReLU, max-pool indices) would otherwise hold that output, whose ``grad_fn`` holds the saved tensor
+    in turn, a cycle through C++ that Python's garbage collector cannot see, and the whole forward graph
+    would never be freed.
+
+    >>> import gc, weakref
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> with torch.autograd.graph.saved_tensors_hooks(SavedBytes().pack, SavedBytes().unpack):
+    ...     y = torch.relu(x)
+    >>> alive = weakref.ref(y)
+    >>> del y; _ = gc.collect()
+    >>> alive() is None
+    True
+    """
 
     def __init__(self) -> None:
         self.total = 0
 
     def pack(self, tensor: torch.Tensor) -> torch.Tensor:
         self.total += tensor.numel() * tensor.element_size()
-        return tensor
+        return tensor.detach()
 
     def unpack(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
