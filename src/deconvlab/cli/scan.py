@@ -7,6 +7,7 @@ torchrun --nproc-per-node 2 -m deconvlab scan --out runs/scan    # two processes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -22,14 +23,18 @@ def scan(
         None, "--weights", help="Weight file; may be left out for zfnet-mini on builtin (the demo's network)."
     ),
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
-    split: str = typer.Option("val", "--split", help="Which split of the data to scan."),
+    split: str | None = typer.Option(
+        None, "--split", help="train, val or test: one split of the data; default every image (builtin: val)."
+    ),
     layers: str | None = typer.Option(
         None, "--layers", help="Comma-separated module names; default every conv."
     ),
     k: int = typer.Option(9, "--k", help="Images kept per channel."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan from its checkpoint."),
     batch_size: int = typer.Option(64, "--batch-size"),
-    num_workers: int = typer.Option(0, "--num-workers", help="DataLoader worker processes."),
+    num_workers: int = typer.Option(
+        min(os.cpu_count() or 1, 8), "--num-workers", help="DataLoader processes decoding images."
+    ),
     amp: bool = typer.Option(False, "--amp", help="float16 autocast (CUDA only)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
@@ -91,8 +96,9 @@ def load_model(name: str, weights: Path | None, data: str):
     return load_weights(create(name, num_classes=num_classes), weights)
 
 
-def _dataset(data: str, split: str, network):
+def _dataset(data: str, split: str | None, network):
+    """The data, streamed: files are only listed here; each is decoded (or skipped) in a worker."""
     from deconvlab.data import load_dataset
 
     size = getattr(network, "input_size", (None,))[-1]
-    return load_dataset(data, split, image_size=size)
+    return load_dataset(data, split, image_size=size, check=False)
