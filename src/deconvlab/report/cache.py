@@ -4,7 +4,8 @@ Each stage of the report is a function that writes its figures into the report f
 numbers as a JSON-ready dict. :class:`StageCache` stores that dict in ``DIR/.stages/<name>.json``
 (atomically, after the figures) together with a fingerprint of everything the stage depends on. A later
 run with the same fingerprint, whose listed figures all still exist, reuses the stored numbers instead
-of computing them again.
+of computing them again. A stage is checked and computed under a file lock, so two reports writing
+into one folder compute each stage once: the second waits (``on_wait(message)``, default: stderr).
 
 >>> import tempfile
 >>> cache = StageCache(tempfile.mkdtemp())
@@ -29,7 +30,7 @@ from typing import Any
 
 import torch
 
-from deconvlab._io import write_json_atomic
+from deconvlab._io import cache_lock, write_json_atomic
 
 STAGE_FOLDER = ".stages"
 
@@ -52,8 +53,9 @@ def model_fingerprint(model) -> str:
 class StageCache:
     """Stores each stage's numbers under ``root/.stages`` keyed by a fingerprint of its inputs."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, on_wait: Callable[[str], Any] | None = None) -> None:
         self.root = Path(root)
+        self.on_wait = on_wait
 
     def path(self, name: str) -> Path:
         """Where the stage ``name`` keeps its numbers."""
@@ -66,11 +68,12 @@ class StageCache:
         are missing is computed again.
         """
         stamp = fingerprint(key)
-        cached = self._load(name)
-        if cached and cached.get("fingerprint") == stamp and self._figures_exist(cached["result"]):
-            return cached["result"]
-        result = compute()
-        write_json_atomic(self.path(name), {"fingerprint": stamp, "result": result})
+        with cache_lock(self.path(name).with_suffix(".lock"), self.on_wait):
+            cached = self._load(name)
+            if cached and cached.get("fingerprint") == stamp and self._figures_exist(cached["result"]):
+                return cached["result"]
+            result = compute()
+            write_json_atomic(self.path(name), {"fingerprint": stamp, "result": result})
         return result
 
     def _load(self, name: str) -> dict | None:
