@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deconvlab._io import cache_dir, write_atomic
+from deconvlab._io import cache_dir, cache_lock, write_atomic
 from deconvlab.data import shapes
 from deconvlab.data.transforms import MEAN, STD, normalize
 
@@ -224,13 +224,14 @@ def _cached_generate(split: str, size: int, seed: int, count: int, cache: bool) 
     if not cache:
         return generate(split, size, seed, count)
     path = cache_dir() / "builtin" / f"v{GENERATOR_VERSION}-{split}-seed{seed}-{size}px-{count}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return {key: stored[key] for key in stored.files}
-    arrays = generate(split, size, seed, count)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    write_atomic(path, lambda f: f.write(buffer.getvalue()))
+    with cache_lock(path.with_suffix(".lock")):  # another process generating it: wait, then read it
+        if path.is_file():
+            with np.load(path) as stored:
+                return {key: stored[key] for key in stored.files}
+        arrays = generate(split, size, seed, count)
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        write_atomic(path, lambda f: f.write(buffer.getvalue()))
     return arrays
 
 
