@@ -253,3 +253,40 @@ def test_json_holds_the_mean_of_each_step_and_the_figures_draw_them():
     line = curves.axes[0].lines[1]  # spearman: deconvnet's curve, then gradient's
     np.testing.assert_allclose(line.get_ydata(), [s["spearman"] for s in data["cascading"]["gradient"]])
     assert len(sanity.sensitivity_figure(result.sensitivity).axes) == len(sanity.MEASURES)
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def test_cli_writes_the_report_json_and_figures(tmp_path):
+    from typer.testing import CliRunner
+
+    from deconvlab.cli import app
+    from deconvlab.cli.sanity import FIGURES, _images
+    from deconvlab.models import create
+
+    torch.manual_seed(0)
+    model = create("zfnet-mini", num_classes=3)
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    args = ["sanity", "--weights", str(tmp_path / "w.pt"), "--images", "2", "--rules", "gradient"]
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "out" / "sanity.json").read_text())
+    assert data["layer"] == "classifier.6" and data["steps"][-1] == "features.0" and len(data["steps"]) == 8
+    inputs = _images("builtin", model, 2)
+    direct = sanity.cascading_randomisation(
+        model.eval(), inputs, "classifier.6", data["units"], rules=["gradient"]
+    )
+    for step, expected in zip(data["cascading"]["gradient"], direct.to_json()["gradient"], strict=True):
+        assert step["layer"] == expected["layer"]
+        for measure in sanity.MEASURES:
+            np.testing.assert_allclose(step[measure], expected[measure], rtol=1e-6)
+    assert sorted(data["sensitivity"]) == ["channels", "gradient", "position"]
+    for name in FIGURES:
+        assert (tmp_path / "out" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "cascading-curves.png" in page and "classifier.6" in page
+    bad = CliRunner().invoke(app, [*args[:3], "--rules", "guided,lrp", "--out", str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "rules=['guided', 'lrp']" in bad.output
+    few = CliRunner().invoke(app, [*args[:3], "--images", "1", "--out", str(tmp_path / "bad")])
+    assert few.exit_code == 2 and "--images=1" in few.output

@@ -84,7 +84,9 @@ def _images(data: str, network, count: int):
 
     from deconvlab.data import load_dataset
 
-    dataset = load_dataset(data, "val", image_size=getattr(network, "input_size", (None,))[-1])
+    size = getattr(network, "input_size", (None,))[-1]
+    # the builtin split is generated: make only the first (class-balanced) images
+    dataset = load_dataset(data, "val", image_size=size, size=count if data == "builtin" else None)
     picked = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
     return torch.stack([dataset[int(index)][0] for index in picked])
 
