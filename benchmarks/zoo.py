@@ -3,6 +3,7 @@
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/zoo.py                 # every model not yet cached
     .venv/bin/python benchmarks/zoo.py --models torchvision:resnet18,timm:dla34 --rerun
     .venv/bin/python benchmarks/zoo.py --family efficientnet   # specs containing "efficientnet"
+    .venv/bin/python benchmarks/zoo.py --reverse               # costliest first: a second process
     .venv/bin/python benchmarks/zoo.py --table-only            # rewrite docs/compatibility.md from the cache
     .venv/bin/python benchmarks/zoo.py --quick                 # the test suite's subset at its small sizes
     .venv/bin/python benchmarks/zoo.py --size 96 --models ...  # other input sizes
@@ -497,7 +498,7 @@ def selected(args) -> list[tuple[str, int | None, dict]]:
     elif args.models:
         runs = [(spec.strip(), args.size, {}) for spec in args.models.split(",") if spec.strip()]
     else:
-        runs = [(spec, args.size, {}) for spec in sorted(all_specs(), key=cost)]
+        runs = [(spec, args.size, {}) for spec in sorted(all_specs(), key=cost, reverse=args.reverse)]
     if args.family:
         runs = [run for run in runs if args.family in run[0]]
     return runs
@@ -510,6 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, help="input side in pixels (default: each model's own)")
     parser.add_argument("--quick", action="store_true", help="the test suite's subset at its small sizes")
     parser.add_argument("--rerun", action="store_true", help="recompute models already in the cache")
+    parser.add_argument("--reverse", action="store_true", help="costliest first (to meet a cheap-first run)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from the cache")
     parser.add_argument("--cache", type=Path, help=f"default {CACHE.relative_to(ROOT)} at the default sizes")
     parser.add_argument("--out", type=Path, help=f"default {TABLE.relative_to(ROOT)} at the default sizes")
