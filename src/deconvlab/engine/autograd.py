@@ -6,10 +6,15 @@ called several times), ``F.relu``, ``torch.relu``, ``torch.relu_``, ``Tensor.rel
 ``Tensor.relu_`` through ``RuleReLU``, a custom ``torch.autograd.Function`` whose backward is the rule.
 Residual connections need nothing special: the addition's gradient is the gradient.
 
-Other activations (GELU, SiLU, LeakyReLU, ELU, sigmoid, ...) have no deconvnet or guided rule: under
-those rules the mode raises a ValueError naming the function, unless ``allow_vjp=True`` accepts their
-plain gradient. Local response (contrast) normalisation passes the signal unchanged under deconvnet and
-guided, as in the original deconvnet, and backpropagates normally under ``"gradient"``.
+Other activations follow the policy of ``deconvlab.engine.rules`` (under deconvnet and guided):
+rectifier-like ones (``F.silu``, ``F.hardswish``, ``F.gelu``, ``F.hardtanh(x, 0, 6)``, ...) go through
+``RuleRectifier``, whose backward is the rule with ``f`` their input; a sigmoid or hardsigmoid whose
+output is multiplied into another path (``scale * x``, also after a view or an expand) is detached at
+that multiplication, a constant; anything else raises a ValueError naming the function and the module
+calling it (a sigmoid not used as a gate: when the signal reaches it), unless ``allow_vjp=True``
+accepts its plain gradient. ``strict=True`` refuses every activation other than ReLU. Local response
+(contrast) normalisation passes the signal unchanged under deconvnet and guided, as in the original
+deconvnet, and backpropagates normally under ``"gradient"``.
 
 The mode is a context manager: it is popped, even when the forward pass raises.
 
@@ -20,16 +25,23 @@ The mode is a context manager: it is popped, even when the forward pass raises.
 ...     y = torch.relu(x)
 >>> torch.autograd.grad(y, x, torch.tensor([3.0, -5.0]))[0]     # max(R, 0), ignoring f
 tensor([3., 0.])
+>>> with rule_relus(get_rule("guided")):                         # SiLU: a rectifier, f its input
+...     y = torch.nn.functional.silu(x)
+>>> torch.autograd.grad(y, x, torch.tensor([3.0, 5.0]))[0]      # 1(f > 0) * max(R, 0)
+tensor([0., 5.])
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from deconvlab.engine._model import forward_to
+from deconvlab.engine._model import forward_to, this_thread_only
 from deconvlab.engine.rules import Rule
 
 
@@ -60,6 +72,43 @@ class RuleReLU(torch.autograd.Function):
         return ctx.rule.backward(output > 0, signal), None, None
 
 
+class RuleRectifier(torch.autograd.Function):
+    """``fn(x, *args, **kwargs)`` (a rectifier-like activation, in place or not) whose backward is
+    ``rule.backward(x > 0, signal)``, with ``x > 0`` taken before ``fn`` can overwrite ``x``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rule: Rule, fn, args: tuple, kwargs: dict) -> torch.Tensor:
+        ctx.rule = rule
+        if rule.needs_forward:
+            ctx.save_for_backward(x > 0)
+        output = fn(x, *args, **kwargs)
+        if output is x:
+            ctx.mark_dirty(x)
+        return output
+
+    @staticmethod
+    def backward(ctx, signal: torch.Tensor):
+        positive = ctx.saved_tensors[0] if ctx.rule.needs_forward else None
+        return ctx.rule.backward(positive, signal), None, None, None, None
+
+
+class RefuseSignal(torch.autograd.Function):
+    """``fn(x, *args, **kwargs)`` forward; a backward that raises ``message``: an activation the rule
+    does not define, found out only when the signal reaches it (a sigmoid that is not a gate)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, message: str, fn, args: tuple, kwargs: dict) -> torch.Tensor:
+        ctx.message = message
+        output = fn(x, *args, **kwargs)
+        if output is x:
+            ctx.mark_dirty(x)
+        return output
+
+    @staticmethod
+    def backward(ctx, signal: torch.Tensor):
+        raise ValueError(ctx.message)
+
+
 class PassSignal(torch.autograd.Function):
     """``fn(x, *args, **kwargs)`` forward, identity backward (normalisation that is not inverted)."""
 
@@ -87,12 +136,22 @@ _RELUS = {
     F.relu: None,
 }
 _NORMALISATIONS = {F.local_response_norm}
+# rectifier-like activations (F.hardtanh only as ReLU6, hardtanh(x, 0, max)); modules call these too
+RECTIFIERS = {
+    F.relu6, F.hardtanh, F.hardtanh_, F.leaky_relu, F.leaky_relu_, F.prelu, F.rrelu, F.rrelu_, F.elu, F.elu_,
+    F.celu, F.celu_, F.selu, torch.selu, torch.selu_, F.gelu, F.silu, F.hardswish, F.mish,
+}  # fmt: skip
+GATES = {torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_, F.hardsigmoid}
 _OTHER_ACTIVATIONS = {
-    F.gelu, F.silu, F.mish, F.elu, F.elu_, F.selu, torch.selu, torch.selu_, F.celu, F.celu_,
-    F.leaky_relu, F.leaky_relu_, F.rrelu, F.rrelu_, F.prelu, F.hardtanh, F.hardtanh_, F.relu6,
-    F.hardswish, F.hardsigmoid, F.softplus, F.softsign, F.logsigmoid, F.tanhshrink, F.glu,
-    torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_,
+    F.softplus, F.softsign, F.logsigmoid, F.tanhshrink, F.glu,
     torch.tanh, torch.Tensor.tanh, torch.tanh_, torch.Tensor.tanh_,
+}  # fmt: skip
+_MULTIPLICATIONS = {
+    torch.mul, torch.Tensor.mul, torch.Tensor.mul_, torch.Tensor.__mul__, torch.Tensor.__rmul__,
+}  # fmt: skip
+_GATE_VIEWS = {
+    torch.Tensor.view, torch.Tensor.reshape, torch.reshape, torch.Tensor.expand, torch.Tensor.expand_as,
+    torch.Tensor.unsqueeze, torch.unsqueeze,
 }  # fmt: skip
 
 
@@ -105,16 +164,36 @@ def _relu_call(func, args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
     return x, inplace
 
 
-class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``with rule_relus(rule):``)
-    """Within this context, every ReLU the code calls backpropagates by ``rule``.
+def _is_rectifier(func, args: tuple, kwargs: dict) -> bool:
+    """Whether a call is rectifier-like: any of ``RECTIFIERS``, hardtanh only with ``min_val`` 0."""
+    if func in (F.hardtanh, F.hardtanh_):
+        return float(args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)) == 0.0
+    return func in RECTIFIERS
 
-    Under a rule that is only defined for ReLUs (deconvnet, guided), another activation raises a
-    ValueError unless ``allow_vjp=True``. ``where`` names the computation in that message.
+
+class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``with rule_relus(rule):``)
+    """Within this context, every ReLU the code calls backpropagates by ``rule``, and every other
+    activation by the policy of ``deconvlab.engine.rules`` (``strict=True``: refused by name).
+
+    ``allow_vjp=True`` gives the activations that the rule does not define their plain gradient.
+    ``where`` names the computation in error messages; ``modules``, if given, is the live stack of the
+    names of the modules being called (see ``module_names``): the innermost one names each activation.
+    ``applied`` lists ``(module, function, policy)`` for every activation other than ReLU, in call order.
     """
 
-    def __init__(self, rule: Rule, allow_vjp: bool = False, where: str = "the model") -> None:
+    def __init__(
+        self,
+        rule: Rule,
+        allow_vjp: bool = False,
+        where: str = "the model",
+        strict: bool = False,
+        modules: list[str] | None = None,
+    ) -> None:
         super().__init__()
-        self.rule, self.allow_vjp, self.where = rule, allow_vjp, where
+        self.rule, self.allow_vjp, self.where, self.strict = rule, allow_vjp, where, strict
+        self.modules = modules if modules is not None else []
+        self.policies: dict[tuple[str, str], str] = {}  # (module, function) -> policy, in call order
+        self.gates: dict[int, tuple[torch.Tensor, str, str]] = {}  # id(output) -> (output, module, name)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -123,33 +202,118 @@ class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``wit
             return RuleReLU.apply(x, self.rule, inplace)
         if func in _NORMALISATIONS and self.rule.skip_normalisation:
             return PassSignal.apply(args[0], func, args[1:], kwargs)
-        if func in _OTHER_ACTIVATIONS and not (self.rule.exact_elsewhere or self.allow_vjp):
-            name = getattr(func, "__name__", repr(func))
-            raise ValueError(
-                f"rule={self.rule.name!r}: {self.where} calls {name}, an activation other than ReLU, and "
-                f"the {self.rule.name} rule is only defined for ReLUs; pass allow_vjp=True to use its plain "
-                "gradient, or rule='gradient'"
-            )
+        if self.gates and func in _MULTIPLICATIONS:
+            return func(*self._constant_gates(args), **kwargs)
+        if self.gates and func in _GATE_VIEWS and id(args[0]) in self.gates:
+            return self._remember_gate(func(*args, **kwargs), *self.gates[id(args[0])][1:])
+        rectifier, gate = _is_rectifier(func, args, kwargs), func in GATES
+        if not (rectifier or gate or func in _OTHER_ACTIVATIONS or func in (F.hardtanh, F.hardtanh_)):
+            return func(*args, **kwargs)
+        name, module = getattr(func, "__name__", repr(func)), self._module()
+        if self.rule.exact_elsewhere:
+            self.policies[(module, name)] = "gradient"
+            return func(*args, **kwargs)
+        if rectifier and not self.strict:
+            self.policies[(module, name)] = "rectifier"
+            x, rest = (args[0], args[1:]) if args else (kwargs.pop("input"), ())
+            return RuleRectifier.apply(x, self.rule, func, rest, kwargs)
+        if gate and not self.strict:
+            if self.allow_vjp:  # its plain gradient, unless a multiplication makes it a gate
+                self.policies[(module, name)] = "gradient"
+                return self._remember_gate(func(*args, **kwargs), module, name)
+            return self._remember_gate(self._refused_later(func, name, args, kwargs), module, name)
+        if not self.allow_vjp:
+            raise ValueError(self._refusal(name, module))
+        self.policies[(module, name)] = "gradient"
         return func(*args, **kwargs)
+
+    @property
+    def applied(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple((module, name, policy) for (module, name), policy in self.policies.items())
+
+    def _module(self) -> str:
+        return self.modules[-1] if self.modules else ""
+
+    def _refusal(self, name: str, module: str) -> str:
+        inside = f" (in module {module!r})" if module else ""
+        policy = "strict=True: only ReLUs" if self.strict else "neither a rectifier nor a multiplicative gate"
+        return (
+            f"rule={self.rule.name!r}: {self.where} calls {name}{inside}, an activation other than ReLU "
+            f"({policy}), and the {self.rule.name} rule is only defined for ReLUs; pass allow_vjp=True to "
+            "use its plain gradient, or rule='gradient'"
+        )
+
+    def _refused_later(self, func, name: str, args: tuple, kwargs: dict) -> torch.Tensor:
+        """A gate candidate: computed now, refused only if the signal reaches it (it was no gate)."""
+        message = self._refusal(name, self._module()).replace(
+            "(neither a rectifier nor a multiplicative gate)", "(its output is not only used as a gate)"
+        )
+        x, rest = (args[0], args[1:]) if args else (kwargs.pop("input"), ())
+        return RefuseSignal.apply(x, message, func, rest, kwargs)
+
+    def _remember_gate(self, output: torch.Tensor, module: str, name: str) -> torch.Tensor:
+        self.gates[id(output)] = (output, module, name)
+        return output
+
+    def _constant_gates(self, args: tuple) -> tuple:
+        """``args`` with every gate output detached: a constant of the forward pass."""
+        constant = []
+        for arg in args:
+            gate = self.gates.get(id(arg)) if isinstance(arg, torch.Tensor) else None
+            if gate is not None and gate[0] is arg:
+                self.policies[(gate[1], gate[2])] = "gate"
+                arg = arg.detach()
+            constant.append(arg)
+        return tuple(constant)
+
+    def __exit__(self, *exc) -> None:
+        self.gates.clear()
+        return super().__exit__(*exc)
+
+
+@contextmanager
+def module_names(model: nn.Module, stack: list[str]) -> Iterator[list[str]]:
+    """Keep ``stack`` the names of the modules being called, innermost last, during forward passes of
+    ``model`` in this thread."""
+
+    def enter(name: str):
+        return lambda module, args: stack.append(name)
+
+    def leave(module, args, output):
+        if stack:
+            stack.pop()
+
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(this_thread_only(enter(name))))
+            handles.append(module.register_forward_hook(this_thread_only(leave)))
+        yield stack
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def forward_images(
-    model: nn.Module, images: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool
-) -> tuple[torch.Tensor, torch.Tensor, int]:
+    model: nn.Module, images: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool, strict: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, int, tuple[tuple[str, str, str], ...]]:
     """Forward ``images`` (G, C, H, W) up to ``layer`` with the rule in place.
 
-    Returns the input leaf, the layer's output and the bytes the pass saved for its backward.
+    Returns the input leaf, the layer's output, the bytes the pass saved for its backward and the
+    activations other than ReLU with their policy, ``(module, function, policy)``.
     The model must already be frozen (``frozen_eval``).
     """
     x = images.detach().clone().requires_grad_(True)
     saved = SavedBytes()
+    mode = rule_relus(rule, allow_vjp, where=f"the model below layer {layer!r}", strict=strict, modules=[])
     with (
         torch.enable_grad(),
         torch.autograd.graph.saved_tensors_hooks(saved.pack, saved.unpack),
-        rule_relus(rule, allow_vjp, where=f"the model below layer {layer!r}"),
+        module_names(model, mode.modules),
+        mode,
     ):
         output = forward_to(model, layer, x)
-    return x, output, saved.total
+    return x, output, saved.total, mode.applied
 
 
 def backward_slots(x: torch.Tensor, output: torch.Tensor, units: torch.Tensor, seed: str) -> torch.Tensor:

@@ -8,6 +8,9 @@ forward module                          mirror step
 Conv2d                                  conv_transpose2d with the same weight, **no bias**
 Linear                                  ``R @ W`` (W^T applied), no bias
 ReLU (module)                           the rule (deconvnet ``max(R, 0)``, guided, gradient)
+ReLU6, LeakyReLU, PReLU, ELU, GELU,     rectifier-like (``deconvlab.engine.rules``): the rule, ``f``
+SiLU, Hardswish, Mish, ... (modules)    their input, read before an in-place call; under "gradient"
+                                        their plain gradient; refused with ``strict=True``
 MaxPool2d, AdaptiveMaxPool2d            unpool through the recorded switches, *summing* where
                                         overlapping windows chose the same input (as the gradient
                                         does; ``MaxUnpool2d`` would keep only one of them)
@@ -20,8 +23,9 @@ LocalResponseNorm, CrossMapLRN2d        identity under deconvnet and guided: the
                                         Vedaldi's code); its true gradient under "gradient"
 =====================================  =============================================================
 
-Any other module raises a ValueError naming its type, unless ``allow_vjp=True``: then its plain
-vector-Jacobian product at the recorded input is used (ReLUs called inside it still follow the rule).
+Any other module (a sigmoid, which in a chain of modules cannot be a gate) raises a ValueError naming it
+and its type, unless ``allow_vjp=True``: then its plain vector-Jacobian product at the recorded input is
+used (ReLUs called inside it still follow the rule).
 
 Speed: the forward pass runs once for all images; the switches and ReLU masks it records serve every
 unit. Units go down together, a chunk at a time, and each unit carries only the window of the current
@@ -56,25 +60,39 @@ class Signal:
     images: torch.Tensor
 
 
-def record_forward(model: nn.Module, inputs: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool):
+def record_forward(
+    model: nn.Module, inputs: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool, strict: bool = False
+):
     """Forward ``inputs`` once up to ``layer``; return the chain of calls (with switches and masks) and
     the layer's output. The model must already be frozen (``frozen_eval``)."""
+    names = {module: name for name, module in model.named_modules()}
 
-    def record(module: nn.Module, x: torch.Tensor, output: torch.Tensor):
-        step = _step_for(module, rule, allow_vjp)
-        if step.record is None or (step.record is _record_positive and not rule.needs_forward):
-            return None
+    def before(module: nn.Module, x: torch.Tensor):
+        step = _step_for(module, rule, allow_vjp, strict, names.get(module, ""))
+        return step.before(module, x) if step.before is not None and _reads_forward(step, rule) else None
+
+    def record(module: nn.Module, x: torch.Tensor, output: torch.Tensor, early):
+        step = _step_for(module, rule, allow_vjp, strict, names.get(module, ""))
+        if step.record is None or not _reads_forward(step, rule):
+            return early
         return step.record(module, x, output)
 
     with torch.no_grad():
-        return trace_chain(model, inputs, layer, record)
+        return trace_chain(model, inputs, layer, record, before)
 
 
-def reverse(calls: list[Call], signal: Signal, rule: Rule, allow_vjp: bool) -> tuple[Signal, int]:
+def _reads_forward(step: Step, rule: Rule) -> bool:
+    """Whether a step keeps anything of the forward pass (a ReLU mask only if the rule reads it)."""
+    return rule.needs_forward or step.reverse is not _reverse_relu
+
+
+def reverse(
+    calls: list[Call], signal: Signal, rule: Rule, allow_vjp: bool, strict: bool = False
+) -> tuple[Signal, int]:
     """Pass ``signal`` down every call, last to first; also return the largest window's bytes."""
     peak = signal.values.numel() * signal.values.element_size()
     for call in reversed(calls):
-        step = _step_for(call.module, rule, allow_vjp)
+        step = _step_for(call.module, rule, allow_vjp, strict, call.name)
         signal = step.reverse(call, signal, rule)
         peak = max(peak, signal.values.numel() * signal.values.element_size())
     return signal, peak
@@ -186,10 +204,12 @@ def _map_size(shape: tuple[int, ...]) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Step:
-    """``reverse(call, signal, rule) -> signal``; ``record(module, input, output)`` keeps what it needs."""
+    """``reverse(call, signal, rule) -> signal``; ``record(module, input, output)`` keeps what it needs,
+    or ``before(module, input)``, before the call (an in-place module overwrites its input)."""
 
     reverse: object
     record: object = None
+    before: object = None
 
 
 def _reverse_conv(call: Call, signal: Signal, rule: Rule) -> Signal:
@@ -234,9 +254,9 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
     (sy, sx), (dy, dx) = stride, dilation
     for ky in range(kh):
         for kx in range(kw):  # tap (ky, kx) of window (y, x) lands on (y * sy + ky * dy, x * sx + kx * dx)
-            out[
-                :, ky * dy : ky * dy + (h - 1) * sy + 1 : sy, kx * dx : kx * dx + (w - 1) * sx + 1 : sx
-            ] += columns[:, :, :, ky, kx]
+            out[:, ky * dy : ky * dy + (h - 1) * sy + 1 : sy, kx * dx : kx * dx + (w - 1) * sx + 1 : sx] += (
+                columns[:, :, :, ky, kx]
+            )
     return out.permute(0, 3, 1, 2).contiguous()  # channels first: cheaper to crop and place
 
 
@@ -312,6 +332,10 @@ def _record_positive(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -
     return output > 0  # == (forward input > 0), also after an in-place ReLU
 
 
+def _positive_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return x > 0  # a rectifier-like activation's f > 0, before an in-place call overwrites f
+
+
 def _reverse_relu(call: Call, signal: Signal, rule: Rule) -> Signal:
     if call.data is None:  # the rule does not read the forward pass (deconvnet)
         positive = None
@@ -350,7 +374,7 @@ def _reverse_reshape(call: Call, signal: Signal, rule: Rule) -> Signal:
     return _whole_maps(values, signal.images)
 
 
-def _record_input(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+def _copy_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.detach().clone()
 
 
@@ -362,8 +386,8 @@ def _reverse_vjp(call: Call, signal: Signal, rule: Rule) -> Signal:
     else:
         x = call.data[signal.images.to(call.data.device)]
     x.requires_grad_(True)
-    with torch.enable_grad(), rule_relus(rule, allow_vjp=True):
-        output = call.module(x)
+    with torch.enable_grad(), rule_relus(rule, allow_vjp=True, strict=True):  # only ReLUs take the rule
+        output = call.module(x.clone() if getattr(call.module, "inplace", False) else x)
     (values,) = torch.autograd.grad(output, x, values)
     return _whole_maps(values, signal.images)
 
@@ -396,11 +420,29 @@ MIRROR_STEPS = {
 }
 NORMALISATIONS = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
 RESHAPE = Step(_reverse_reshape)
-VJP_AT_INPUT = Step(_reverse_vjp, _record_input)
+VJP_AT_INPUT = Step(_reverse_vjp, before=_copy_input)
+RECTIFIER = Step(_reverse_relu, before=_positive_input)
+# rectifier-like activation modules (``deconvlab.engine.rules``), by the function their forward calls
+RECTIFIER_MODULES = {
+    nn.ReLU6: "hardtanh", nn.Hardtanh: "hardtanh", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu",
+    nn.RReLU: "rrelu", nn.ELU: "elu", nn.CELU: "celu", nn.SELU: "selu", nn.GELU: "gelu", nn.SiLU: "silu",
+    nn.Hardswish: "hardswish", nn.Mish: "mish",
+}  # fmt: skip
+OTHER_ACTIVATION_MODULES = {
+    nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus",
+    nn.Softsign: "softsign", nn.LogSigmoid: "logsigmoid", nn.Tanhshrink: "tanhshrink", nn.GLU: "glu",
+}  # fmt: skip
 
 
-def _step_for(module: nn.Module | None, rule: Rule, allow_vjp: bool) -> Step:
-    """The mirror step of a module (None: a reshape between modules)."""
+def _is_rectifier(module: nn.Module) -> bool:
+    """A rectifier-like activation module: hardtanh only as ReLU6 (``min_val`` 0)."""
+    if type(module) is nn.Hardtanh:
+        return module.min_val == 0
+    return type(module) in RECTIFIER_MODULES
+
+
+def _step_for(module: nn.Module | None, rule: Rule, allow_vjp: bool, strict: bool, name: str) -> Step:
+    """The mirror step of the module called ``name`` (None: a reshape between modules)."""
     if module is None:
         return RESHAPE
     if isinstance(module, NORMALISATIONS):
@@ -408,10 +450,44 @@ def _step_for(module: nn.Module | None, rule: Rule, allow_vjp: bool) -> Step:
     step = MIRROR_STEPS.get(type(module))
     if step is not None:
         return step
+    if _is_rectifier(module) and (rule.exact_elsewhere or not strict):
+        return VJP_AT_INPUT if rule.exact_elsewhere else RECTIFIER
     if allow_vjp:
         return VJP_AT_INPUT
     known = ", ".join(sorted({t.__name__ for t in (*MIRROR_STEPS, *NORMALISATIONS)}))
+    kind = type(module).__name__
+    if _is_rectifier(module):
+        raise ValueError(
+            f"module {name!r} ({kind}): strict=True, and the {rule.name} rule is only defined for ReLUs; "
+            "pass strict=False to take the rule at this rectifier-like activation, or allow_vjp=True to use "
+            "its vector-Jacobian product"
+        )
+    if type(module) in OTHER_ACTIVATION_MODULES:
+        raise ValueError(
+            f"module {name!r} ({kind}): an activation other than ReLU that is not rectifier-like, and the "
+            f"{rule.name} rule is only defined for ReLUs; the mirror engine cannot take it yet (a sigmoid "
+            "gate multiplies another path, which a chain of modules cannot follow): use "
+            "engine='autograd', where gates are constants, or pass allow_vjp=True to use its "
+            "vector-Jacobian product"
+        )
     raise ValueError(
-        f"module of type {type(module).__name__}: the mirror engine has no mirror step for it (known: "
-        f"{known}); pass allow_vjp=True to use its vector-Jacobian product, or use engine='autograd'"
+        f"module {name!r} of type {kind}: the mirror engine has no mirror step for it (known: {known}, "
+        f"and rectifier-like activations); pass allow_vjp=True to use its vector-Jacobian product, or use "
+        "engine='autograd'"
     )
+
+
+def activations(
+    calls: list[Call], rule: Rule, allow_vjp: bool, strict: bool
+) -> tuple[tuple[str, str, str], ...]:
+    """``(module, function, policy)`` for each activation module other than ReLU in the chain, in call
+    order, as the autograd engine reports them (``rule_relus.applied``)."""
+    found = {}
+    for call in calls:
+        kind = type(call.module)
+        function = RECTIFIER_MODULES.get(kind) or OTHER_ACTIVATION_MODULES.get(kind)
+        if function is None:
+            continue
+        step = _step_for(call.module, rule, allow_vjp, strict, call.name)
+        found[(call.name, function)] = "rectifier" if step is RECTIFIER else "gradient"
+    return tuple((name, function, policy) for (name, function), policy in found.items())

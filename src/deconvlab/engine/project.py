@@ -54,6 +54,9 @@ class ProjectionInfo:
 
     ``chunk_size``: the most units carried by one backward pass (what bounds memory);
     ``forward_passes``: images forwarded; ``backward_passes``: backward (or mirror) passes run.
+    ``activations``: the activations other than ReLU below the layer, ``(module, function, policy)``
+    with policy "rectifier", "gate" or "gradient" (see ``deconvlab.engine.rules``); empty on a ReLU
+    network.
     """
 
     engine: str
@@ -63,6 +66,7 @@ class ProjectionInfo:
     chunk_size: int
     forward_passes: int
     backward_passes: int
+    activations: tuple[tuple[str, str, str], ...] = ()
 
 
 def project(
@@ -76,6 +80,7 @@ def project(
     seed: str = "activation",
     chunk_size: int | None = None,
     allow_vjp: bool = False,
+    strict: bool = False,
 ) -> torch.Tensor:
     """Project each unit of ``layer`` to pixel space: a float32 tensor (M, C, H, W) on ``inputs``' device.
 
@@ -94,6 +99,9 @@ def project(
     ``chunk_size``: the most units per backward pass (mirror: units; autograd: images per group);
     default: as many as fit in about 1 GiB (the mirror on the CPU: in about 64 MiB, to stay in cache).
     ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
+    Activations other than ReLU under deconvnet and guided: rectifier-like ones (SiLU, GELU, ReLU6, ...)
+    take the rule, sigmoid gates are constants (see ``deconvlab.engine.rules``); ``strict=True`` refuses
+    them all, as the original definitions do.
     The model runs in eval mode (modules that were training are put back); ``requires_grad`` flags are
     not changed. Hooks act only in the calling thread, so a served model can be used concurrently.
     A module called several times in one forward pass is the layer at its first call.
@@ -112,28 +120,30 @@ def project(
     rows = as_unit_rows(units)
     _check_image_indices(rows[:, 0], len(inputs))
     run = _project_autograd if engine == "autograd" else _project_mirror
+    options = {"allow_vjp": allow_vjp, "strict": strict}
     with frozen_eval(model):
-        projections, activations, info = run(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp)
+        projections, activations, info = run(model, inputs, layer, rows, rule, seed, chunk_size, options)
     projections, activations = projections.to(device), activations.to(device)
     projections.projection_info, projections.unit_activations = info, activations
     log.info("project: %s", info)
     return projections
 
 
-def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
+def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, options):
     """The autograd engine: images forwarded once, in groups of ``chunk_size``; each backward pass
     carries one unit of every image of the group (without a ``chunk_size``, the group is what fits in
     the memory budget, from the bytes one image's forward pass saves)."""
     images = np.unique(rows[:, 0].numpy())
     if chunk_size is None:
-        _, _, per_image = autograd.forward_images(model, inputs[images[:1]], layer, rule, allow_vjp)
+        _, _, per_image, _ = autograd.forward_images(model, inputs[images[:1]], layer, rule, **options)
         chunk_size = max(1, MEMORY_BUDGET // max(per_image, 1))
     projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
     activations = inputs.new_zeros(len(rows), dtype=torch.float32)
     backward_passes = 0
     for start in range(0, len(images), chunk_size):
         group = torch.as_tensor(images[start : start + chunk_size])
-        x, output, _ = autograd.forward_images(model, inputs[group.to(inputs.device)], layer, rule, allow_vjp)
+        group_images = inputs[group.to(inputs.device)]
+        x, output, _, applied = autograd.forward_images(model, group_images, layer, rule, **options)
         if start == 0:  # the first forward gives the layer's shape: check every unit now
             check_units(rows, layer, (len(inputs), *output.shape[1:]))
         mine = torch.nonzero(torch.isin(rows[:, 0], group)).flatten()
@@ -143,39 +153,45 @@ def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, allow_
         projections[mine.to(inputs.device)] = autograd.backward_slots(x, output, local, seed)
         backward_passes += int(autograd.slot_of_each_unit(local[:, 0]).max()) + 1
     chunk_size = min(chunk_size, len(images))
-    info = ProjectionInfo("autograd", rule.name, seed, len(rows), chunk_size, len(images), backward_passes)
+    info = ProjectionInfo(
+        "autograd", rule.name, seed, len(rows), chunk_size, len(images), backward_passes, applied
+    )
     return projections, activations, info
 
 
-def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, allow_vjp):
+def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, options):
     """The mirror engine: one forward pass for all images, then the units go down in chunks.
 
     Without a ``chunk_size``, the first unit goes down alone and its largest window sets the chunk size:
     what fits in ``MEMORY_BUDGET`` on a GPU, in ``CPU_WORKING_SET`` on the CPU.
     """
-    calls, output = mirror.record_forward(model, inputs, layer, rule, allow_vjp)
+    allow_vjp, strict = options["allow_vjp"], options["strict"]
+    calls, output = mirror.record_forward(model, inputs, layer, rule, allow_vjp, strict)
     check_units(rows, layer, tuple(output.shape))
     rows = rows.to(inputs.device)
     projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
     first = 0  # units already projected
     if chunk_size is None:
-        peak = _mirror_chunk(calls, output, rows[:1], projections[:1], rule, seed, allow_vjp)
+        peak = _mirror_chunk(calls, output, rows[:1], projections[:1], rule, seed, options)
         budget = CPU_WORKING_SET if inputs.device.type == "cpu" else MEMORY_BUDGET
         chunk_size, first = max(1, budget // (4 * peak)), 1
     backward_passes = first
     for start in range(first, len(rows), chunk_size):
         chunk = slice(start, start + chunk_size)
-        _mirror_chunk(calls, output, rows[chunk], projections[chunk], rule, seed, allow_vjp)
+        _mirror_chunk(calls, output, rows[chunk], projections[chunk], rule, seed, options)
         backward_passes += 1
     chunk_size = min(chunk_size, len(rows))
-    info = ProjectionInfo("mirror", rule.name, seed, len(rows), chunk_size, len(inputs), backward_passes)
+    applied = mirror.activations(calls, rule, **options)
+    info = ProjectionInfo(
+        "mirror", rule.name, seed, len(rows), chunk_size, len(inputs), backward_passes, applied
+    )
     return projections, output[tuple(rows.T)].float(), info
 
 
-def _mirror_chunk(calls, output, rows, out, rule, seed, allow_vjp) -> int:
+def _mirror_chunk(calls, output, rows, out, rule, seed, options) -> int:
     """Write the projections of ``rows`` into ``out``; return the largest window's bytes."""
     with torch.no_grad():  # the weights may require grad: build no graph
-        signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, allow_vjp)
+        signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, **options)
     if signal.origin is None:
         out.copy_(signal.values.reshape(out.shape))
     else:

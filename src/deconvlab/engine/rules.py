@@ -4,10 +4,31 @@ With ``f`` the ReLU's forward input and ``R`` the signal coming down from above:
 
 - gradient (backprop, Simonyan et al. 2013):       ``R_l = 1(f > 0) * R``
 - deconvnet (Zeiler & Fergus 2014, sec. 2.1):       ``R_l = max(R, 0)``
-- guided (Springenberg et al. 2014):                ``R_l = 1(f > 0) * max(R, 0)``
+- guided (Springenberg et al. 2015):                ``R_l = 1(f > 0) * max(R, 0)``
 
 A rule is a tiny object with one ``backward``; both engines (``"mirror"`` and ``"autograd"``) call it at
 every ReLU, so a new rule is one new class plus one entry in ``RULES``.
+
+Other activations (``ACTIVATION_POLICIES``). Deconvnet and guided backpropagation are defined for ReLU
+networks only (Zeiler & Fergus 2014; Springenberg et al. 2015, "Striving for Simplicity: The All
+Convolutional Net", ICLR workshop, arXiv:1412.6806). Both engines extend them by one policy:
+
+- ``"rectifier"``: a rectifier-like activation (ReLU6 = hardtanh(0, 6), LeakyReLU, PReLU, RReLU, ELU,
+  CELU, SELU, GELU, SiLU, hardswish, Mish: zero or small for negative inputs, increasing for positive
+  ones) takes the rule at its position, as if it were the ReLU it stands in for, with ``f`` its input
+  (read before an in-place call overwrites it): deconvnet ``max(R, 0)``, guided ``1(f > 0) * max(R, 0)``.
+  Its own slope (GELU's bump, ReLU6's ceiling) is ignored, as the deconvnet ignores the ReLU's.
+- ``"gate"``: a sigmoid or hardsigmoid whose output multiplies another path (the gate of a
+  squeeze-excitation block, Hu et al. 2018) is a constant recorded in the forward pass: the signal
+  passes through the gated path scaled by the gate, and none of it enters the gate's branch, as the
+  deconvnet passes none into a max-pool's switches.
+- anything else (tanh, softplus, a sigmoid not used as a gate, ...) is refused by name, unless
+  ``allow_vjp=True`` takes its plain gradient (``"gradient"``).
+
+``strict=True`` keeps the original definition: every activation other than ReLU is refused by name (or
+takes its plain gradient with ``allow_vjp=True``). Under the ``"gradient"`` rule, every activation
+takes its plain gradient, which is exact. ``result.projection_info.activations`` lists which policy
+applied where.
 
 >>> import torch
 >>> positive = torch.tensor([True, False, True, False])   # 1(f > 0)
@@ -80,6 +101,8 @@ class Guided(Rule):
     def backward(self, positive: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
         return signal.clamp(min=0) * positive
 
+
+ACTIVATION_POLICIES = ("rectifier", "gate", "gradient")
 
 RULES = MappingProxyType({rule.name: rule for rule in (Deconvnet(), Guided(), Gradient())})
 

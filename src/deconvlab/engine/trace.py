@@ -47,21 +47,24 @@ def trace_chain(
     model: nn.Module,
     inputs: torch.Tensor,
     layer: str,
-    record: Callable[[nn.Module, torch.Tensor, torch.Tensor], object] | None = None,
+    record: Callable[[nn.Module, torch.Tensor, torch.Tensor, object], object] | None = None,
+    before: Callable[[nn.Module, torch.Tensor], object] | None = None,
 ) -> tuple[list[Call], torch.Tensor]:
     """Run ``model(inputs)`` up to ``layer``; return the chain of calls and the layer's output.
 
-    ``record(module, input, output)`` runs inside each call's hook (before any later in-place
-    operation can change the tensors) and its result is kept as ``Call.data``.
+    ``before(module, input)`` runs just before each call (before an in-place module overwrites its
+    input); ``record(module, input, output, early)`` inside each call's hook (before any later in-place
+    operation can change the tensors), with ``early`` what ``before`` returned; its result is kept as
+    ``Call.data``.
     """
     target = find_layer(model, layer)
-    chain = _Chain(inputs, record)
+    chain = _Chain(inputs, record, before)
     leaves = [
         (name, module) for name, module in model.named_modules() if next(module.children(), None) is None
     ]
     with ExitStack() as stack:
         for name, module in leaves:
-            stack.enter_context(_forward_hook(module, chain.hook(name)))
+            stack.enter_context(_forward_hook(module, chain.hook(name), chain.before_call))
         stack.enter_context(_forward_hook(target, chain.stop(layer)))
         stack.enter_context(chain.reshapes)
         try:
@@ -76,10 +79,10 @@ def trace_chain(
 class _Chain:
     """The calls seen so far and the tensor the next call must start from."""
 
-    def __init__(self, inputs: torch.Tensor, record) -> None:
+    def __init__(self, inputs: torch.Tensor, record, before) -> None:
         self.calls: list[Call] = []
         self.last, self.last_name = inputs, "the model's input"
-        self.record = record
+        self.record, self.before, self.early = record, before, None
         self.output: torch.Tensor | None = None
         self.reshapes = _Reshapes()
 
@@ -92,11 +95,16 @@ class _Chain:
                     "mirror engine follows a chain of modules: use engine='autograd'"
                 )
             self.link(tensors[0], f"module {name!r} ({type(module).__name__})")
-            data = self.record(module, tensors[0], output) if self.record else None
+            data = self.record(module, tensors[0], output, self.early) if self.record else None
+            self.early = None
             self.calls.append(Call(name, module, tuple(tensors[0].shape), tuple(output.shape), data))
             self.last, self.last_name = output, f"module {name!r} ({type(module).__name__})"
 
         return on_call
+
+    def before_call(self, module, args) -> None:
+        tensors = [arg for arg in args if isinstance(arg, torch.Tensor)]
+        self.early = self.before(module, tensors[0]) if self.before and len(tensors) == 1 else None
 
     def stop(self, layer: str):
         def on_output(module, args, output):
@@ -162,9 +170,12 @@ def _is_reshape(before: torch.Tensor, after: torch.Tensor) -> bool:
 
 
 @contextmanager
-def _forward_hook(module: nn.Module, hook) -> Iterator[None]:
-    handle = module.register_forward_hook(this_thread_only(hook))
+def _forward_hook(module: nn.Module, hook, pre_hook=None) -> Iterator[None]:
+    handles = [module.register_forward_hook(this_thread_only(hook))]
+    if pre_hook is not None:
+        handles.append(module.register_forward_pre_hook(this_thread_only(pre_hook)))
     try:
         yield
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
