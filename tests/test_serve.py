@@ -183,6 +183,99 @@ def test_twenty_concurrent_projection_requests_are_all_correct(app, model, datas
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
 
 
+def test_projections_and_activations_running_beside_occlusions_are_all_correct(app, model, dataset):
+    """Mixed requests at once (no lock between them): each answer equals the direct library call."""
+    units = [{"image": f"dataset:{i}", "channel": 7 * i, "y": i % 8, "x": (3 * i) % 8} for i in range(8)]
+    inputs = normalize(np.stack([dataset.image(i) for i in range(8)]))
+    expected = [
+        project(model, inputs[i : i + 1], LAYER, torch.tensor([[0, 7 * i, i % 8, (3 * i) % 8]]))[0]
+        for i in range(8)
+    ]
+    with torch.no_grad():
+        maps = [conv_prefix(model, "features.4")(inputs[i : i + 1])[0].clamp(min=0) for i in range(8)]
+    last = conv_layers(model)[-1]
+    occluded = [
+        occlusion_map(model, inputs[i : i + 1], window=16, stride=8, layer=last, incremental=False)
+        for i in (0, 1)
+    ]
+
+    async def fire(url):
+        import httpx
+
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            occlusions = [{"image": f"dataset:{i}", "window": 16, "stride": 8} for i in (0, 1)]
+            projections = [{"layer": LAYER, "units": [unit], "values": True} for unit in units]
+            activations = [{"image": f"dataset:{i}", "layer": "features.4"} for i in range(8)]
+            requests = [
+                *(http.post("/api/occlusion", json=body) for body in occlusions),
+                *(http.post("/api/project", json=body) for body in projections),
+                *(http.post("/api/activations", json=body) for body in activations),
+            ]
+            return await asyncio.gather(*requests)
+
+    with background_server(app) as url:
+        responses = asyncio.run(fire(url))
+    assert [r.status_code for r in responses] == [200] * 18, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    answers = [r.json() for r in responses]
+    for i, data in enumerate(answers[:2]):
+        channel = data["channel"]
+        reference = occluded[i].activations[0, :, :, channel]
+        np.testing.assert_allclose(data["activation"], reference, rtol=1e-4, atol=1e-4)
+    for data, reference in zip(answers[2:10], expected, strict=True):
+        torch.testing.assert_close(torch.tensor(data["projections"][0]["values"]), reference, rtol=0, atol=0)
+    for data, reference in zip(answers[10:], maps, strict=True):
+        np.testing.assert_allclose(data["channel_max"], reference.flatten(1).amax(1), rtol=1e-5)
+
+
+def test_a_long_request_running_does_not_hold_up_a_short_one(app, client):
+    """While the slow lane is busy with a call that holds the model, a projection still gets its answer."""
+    explorer, started, release = app.state.explorer, threading.Event(), threading.Event()
+
+    def long_call():
+        with explorer.model():
+            started.set()
+            release.wait(60)
+        return "done"
+
+    async def slow_then_short():
+        slow = asyncio.ensure_future(explorer.lanes["slow"].run(long_call))
+        await asyncio.to_thread(started.wait, 60)
+        unit = {"image": "dataset:0", "channel": 1, "y": 1, "x": 1}
+        short = await asyncio.to_thread(client.post, "/api/project", json={"layer": LAYER, "units": [unit]})
+        still_running = not slow.done()
+        release.set()
+        return short, still_running, await slow
+
+    short, still_running, slow = asyncio.run(slow_then_short())
+    assert short.status_code == 200 and still_running and slow == "done"
+
+
+def test_a_full_lane_answers_503_with_retry_after_at_once():
+    app = create_app(ServeConfig(loader=tiny_loader, fast_lane=(1, 1), slow_queue=0))
+    with TestClient(app) as client:
+        assert app.state.explorer.wait(120)
+        fast, release = app.state.explorer.lanes["fast"], threading.Event()
+
+        async def fill_then_ask():
+            held = [
+                asyncio.ensure_future(fast.run(release.wait, 60)) for _ in range(2)
+            ]  # 1 running, 1 waiting
+            await asyncio.sleep(0)
+            refused = await asyncio.to_thread(client.get, "/api/images")
+            release.set()
+            return refused, await asyncio.gather(*held)
+
+        refused, held = asyncio.run(fill_then_ask())
+        assert held == [True, True]
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert "busy" in refused.json()["error"] and refused.json()["status"] == 503
+        assert client.get("/api/images").status_code == 200  # room again
+        declared = client.get("/openapi.json").json()["paths"]["/api/images"]["get"]["responses"]["503"]
+        assert "Retry-After" in declared["headers"]
+
+
 def test_units_are_the_top_k_scan_and_their_grid_is_a_picture(client, model, dataset):
     data = client.get("/api/units", params={"layer": LAYER}).json()
     scan = topk_scan(model, dataset, [LAYER], k=9, progress=False).layers[LAYER]

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from deconvlab.analyses.occlusion_incremental import plan_incremental
 from deconvlab.analyses.scan_hooks import evaluating
 from deconvlab.arithmetic.shapes import as_tuple
+from deconvlab.engine._model import this_thread_only
 
 DEFAULT_BATCH_SIZE = 64
 
@@ -151,7 +152,7 @@ def _recording(module: nn.Module, name: str) -> Iterator[list[Tensor]]:
             raise ValueError(f"layer={name!r}: called more than once per forward pass; choose another layer")
         outputs.append(output.clone())  # clone: a later in-place ReLU must not change it
 
-    handle = module.register_forward_hook(hook)
+    handle = module.register_forward_hook(this_thread_only(hook))  # a served model: other threads' passes
     try:
         yield outputs
     finally:

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from deconvlab.arithmetic.shapes import as_tuple
+from deconvlab.engine._model import FX_TRACING
 
 _POINTWISE_MODULES = (
     nn.ReLU,
@@ -318,7 +319,8 @@ def _run_tail(gm: fx.GraphModule, cut: fx.Node, value: Tensor, record: fx.Node |
 
 def _trace(model: nn.Module) -> fx.GraphModule | None:
     try:
-        return fx.symbolic_trace(model)
+        with FX_TRACING.alone():  # the trace patches nn.Module for every thread
+            return fx.symbolic_trace(model)
     except Exception:  # any tracing failure means: recompute in full
         return None
 

@@ -2,7 +2,8 @@
 
 Every endpoint declares its query or JSON-body fields (``deconvlab.serve.params``); the route parses
 them before anything runs, so a wrong type, an unknown key or malformed JSON is a 4xx with a message,
-never a 500. The work itself runs in a worker thread, so a long projection does not block the server.
+never a 500. The work itself runs in the endpoint's lane (``Explorer.lanes``): short requests in the
+fast one, long ones in the slow one; a full lane is a 503 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -31,7 +31,8 @@ class Endpoint:
     ``run`` returns a JSON-able dict or a ``Response``. ``body`` lists the fields of a JSON object
     body; ``raw_body`` names the media type of a body taken as bytes (``params["data"]``).
     ``produces`` lists the media types of a success and ``returns`` the JSON schema of a JSON one;
-    ``errors`` the statuses it may refuse with, besides the 400/422 of any request.
+    ``errors`` the statuses it may refuse with, besides the 400/422 of any request. ``lane``: the
+    explorer's worker pool it runs in ("fast" or "slow"), or None to answer at once (cheap calls).
     """
 
     method: str
@@ -44,6 +45,7 @@ class Endpoint:
     produces: tuple[str, ...] = ("application/json",)
     returns: dict | None = None
     errors: dict[int, str] = field(default_factory=dict)
+    lane: str | None = "fast"
 
 
 IMAGE = Text("image", "Image reference: 'dataset:<index>', 'sample:<name>' or 'upload:<id>'.")
@@ -218,6 +220,7 @@ ENDPOINTS = (
         "Loading progress; once ready: the model, its layers and classes.",
         lambda explorer, p: explorer.status(),
         returns=STATUS,
+        lane=None,
     ),
     Endpoint(
         "GET",
@@ -298,6 +301,7 @@ ENDPOINTS = (
         "Occlusion sensitivity maps (the paper's Fig. 7) for one image.",
         lambda explorer, p: views.occlusion(explorer, **p),
         returns=OCCLUSION,
+        lane="slow",
         body=(
             IMAGE,
             Int("window", "Occluder size in pixels.", minimum=1, maximum=512),
@@ -353,7 +357,10 @@ def make_route(endpoint: Endpoint, explorer: Explorer) -> Route:
             params.update(parse_fields(endpoint.body, await read_json_object(request), from_query=False))
         if endpoint.raw_body is not None:
             params["data"] = await request.body()
-        result = await run_in_threadpool(endpoint.run, explorer, params)
+        if endpoint.lane is None:
+            result = endpoint.run(explorer, params)
+        else:
+            result = await explorer.lanes[endpoint.lane].run(endpoint.run, explorer, params)
         return result if isinstance(result, Response) else JSONResponse(result)
 
     return Route(endpoint.path, handle, methods=[endpoint.method], name=endpoint.path)

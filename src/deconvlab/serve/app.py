@@ -37,8 +37,8 @@ SECURITY_HEADERS = {
 log = logging.getLogger(__name__)
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+def error_response(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
 class BodyLimit:
@@ -104,7 +104,7 @@ class SecurityHeaders:
 
 
 async def _api_error(request: Request, error: ApiError) -> JSONResponse:
-    return error_response(error.status, error.message)
+    return error_response(error.status, error.message, error.headers)
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:

@@ -3,8 +3,20 @@
 Everything lives on an :class:`Explorer` instance that ``create_app`` builds; nothing is global, so
 two apps in one process share nothing. The model is loaded (trained, for the demo's first run) and
 its units scanned by a background thread while the page shows :meth:`Explorer.status`; requests
-that need the model get a 503 until then. Requests that use the model take the instance's lock:
-the engine's hooks are attached to the model for the duration of one call, so calls must not overlap.
+that need the model get a 503 until then.
+
+Requests run in two :class:`Lane` s, worker pools with bounded queues: short ones (projections,
+activations, pictures) in the fast lane, long ones (occlusion) one at a time in the slow lane, so a
+long request never holds up a short one. A full lane answers 503 with ``Retry-After`` at once. Calls
+share the model without a lock: every hook the library attaches acts only in the thread that
+attached it, and model calls hold ``FX_TRACING`` shared, so an occlusion's ``torch.fx`` trace (which
+patches ``nn.Module`` for every thread) waits for them and they wait for it.
+
+>>> import asyncio
+>>> lane = Lane("demo", workers=1, waiting=0)
+>>> asyncio.run(lane.run(sum, [1, 2, 3]))
+6
+>>> lane.close()
 
 Images are named by references: ``"dataset:12"`` (an image of the scanned dataset),
 ``"sample:astronaut"`` (a photo bundled with scikit-image) and ``"upload:<id>"`` (an upload).
@@ -12,17 +24,22 @@ Images are named by references: ``"dataset:12"`` (an image of the scanned datase
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import math
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from deconvlab.engine._model import FX_TRACING
 from deconvlab.serve.config import Loaded, ServeConfig
 from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
 from deconvlab.serve.loading import Progress, default_loader
@@ -92,8 +109,47 @@ class BoundedStore:
             return list(self._values)
 
 
+class Lane:
+    """A pool of ``workers`` threads with room for ``waiting`` more calls; a call beyond is a 503.
+
+    The 503's ``Retry-After`` is the time the queue ahead would take at the lane's mean call time.
+    """
+
+    def __init__(self, name: str, workers: int, waiting: int) -> None:
+        self.name, self.workers, self.capacity = name, workers, workers + waiting
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=f"deconvlab-{name}")
+        self._slots = threading.BoundedSemaphore(self.capacity)
+        self._mean_seconds = 0.1
+        self._lock = threading.Lock()
+
+    async def run(self, function: Callable, *args) -> Any:
+        """``function(*args)`` on a worker thread, or a 503 at once when the lane is full."""
+        if not self._slots.acquire(blocking=False):
+            retry = max(1, math.ceil(self._mean_seconds * self.capacity / self.workers))
+            raise ApiError(
+                f"the server is busy: {self.capacity} {self.name} requests are running or waiting; "
+                f"retry in {retry} s",
+                status=503,
+                headers={"Retry-After": str(retry)},
+            )
+        future = self._pool.submit(self._timed, function, *args)
+        future.add_done_callback(lambda _: self._slots.release())  # also when cancelled before it ran
+        return await asyncio.wrap_future(future)
+
+    def _timed(self, function: Callable, *args) -> Any:
+        began = time.perf_counter()
+        try:
+            return function(*args)
+        finally:
+            with self._lock:  # a running mean that forgets slowly
+                self._mean_seconds += 0.1 * (time.perf_counter() - began - self._mean_seconds)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 class Explorer:
-    """The state of one app: loading, the loaded session, uploads, and the lock around the model."""
+    """The state of one app: loading, the loaded session, uploads, and the lanes requests run in."""
 
     def __init__(self, config: ServeConfig) -> None:
         self.config = config
@@ -104,8 +160,11 @@ class Explorer:
         self._topk = None
         self._error: str | None = None
         self._done = threading.Event()
-        self._model_lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self.lanes = {
+            "fast": Lane("fast", *config.fast_lane),
+            "slow": Lane("slow", 1, config.slow_queue),  # one at a time: see the module docstring
+        }
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -170,9 +229,9 @@ class Explorer:
 
     @contextmanager
     def model(self) -> Iterator[Session]:
-        """The session, holding the model lock for the block (one engine call at a time)."""
+        """The session, for a block of model calls; an ``fx`` trace waits for the block to end."""
         session = self.session()
-        with self._model_lock:
+        with FX_TRACING.shared():
             yield session
 
     # -- images ----------------------------------------------------------------------------------
@@ -271,7 +330,8 @@ def scan_units(session: Session, config: ServeConfig, progress: Progress):
     """The top-k scan of every layer over the dataset (the Units page's grids).
 
     The scan runs on a copy of the model: its hooks must not meet the requests' forward passes, and
-    the requests should not wait for the whole scan.
+    the requests should not wait for the whole scan (an occlusion's ``torch.fx`` trace does: see
+    ``views.occlusion``).
     """
     import copy
 

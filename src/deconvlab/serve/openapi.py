@@ -34,6 +34,11 @@ def obj(optional: dict | None = None, **required: dict) -> dict:
     return {"type": "object", "required": list(required), "properties": properties}
 
 
+BUSY = "The server is busy (this request's lane is full); retry after Retry-After seconds."
+RETRY_AFTER = {
+    "description": "Seconds to wait (sent when busy).",
+    "schema": {"type": "integer", "minimum": 1},
+}
 ERROR = {
     "type": "object",
     "required": ["error", "status"],
@@ -79,13 +84,14 @@ def _operation(endpoint) -> dict:
         **({"413": "The body is over the upload limit."} if endpoint.body or endpoint.raw_body else {}),
         **{str(code): text for code, text in endpoint.errors.items()},
     }
-    operation["responses"] = {
-        "200": ok,
-        **{
-            code: {"description": text, "content": {"application/json": {"schema": ERROR}}}
-            for code, text in sorted(errors.items())
-        },
-    }
+    if endpoint.lane is not None:
+        errors["503"] = " Or: ".join(filter(None, [errors.get("503"), BUSY]))
+    operation["responses"] = {"200": ok}
+    for code, text in sorted(errors.items()):
+        response = {"description": text, "content": {"application/json": {"schema": ERROR}}}
+        if code == "503" and endpoint.lane is not None:
+            response["headers"] = {"Retry-After": RETRY_AFTER}
+        operation["responses"][code] = response
     return operation
 
 

@@ -27,12 +27,14 @@ _INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
 
 
 class ApiError(Exception):
-    """A request the explorer refuses: an HTTP status (4xx, or 503 while loading) and why."""
+    """A request the explorer refuses: an HTTP status (4xx, or 503 while loading or busy), why, and
+    any headers to send (``Retry-After``)."""
 
-    def __init__(self, message: str, status: int = 422):
+    def __init__(self, message: str, status: int = 422, headers: Mapping[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = dict(headers or {})
 
 
 @dataclass(frozen=True)

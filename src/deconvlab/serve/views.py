@@ -2,9 +2,10 @@
 
 Each function takes the :class:`~deconvlab.serve.explorer.Explorer` and already type-checked
 parameters, checks them against the loaded model (a layer that exists, units inside its output,
-an occluder that fits) and calls the library under the explorer's model lock:
-``deconvlab.engine.project`` for projections, ``deconvlab.analyses.features.layer_features`` for
-activation maps, ``deconvlab.analyses.occlusion.occlusion_map`` for occlusion.
+an occluder that fits) and calls the library, whose hooks act only in the calling thread, so that
+requests on other threads can use the model at the same time: ``deconvlab.engine.project`` for
+projections, the engine's ``forward_to`` for activation maps, ``deconvlab.analyses.occlusion.occlusion_map``
+for occlusion.
 
 Pictures are drawn as the HTML report draws them (``deconvlab.report.figures``): each projection
 scaled around mid-grey by its own peak (the 99.5th percentile of its absolute values), patches cut to
@@ -137,14 +138,14 @@ def activation_maps(explorer: Explorer, *, image: str, layer: str) -> dict:
 
     ``maps`` is base64 of C x H x W bytes in C order; ``channel_max`` and ``strongest`` (y, x) per channel.
     """
-    from deconvlab.analyses.features import layer_features
     from deconvlab.data.transforms import normalize
+    from deconvlab.engine._model import forward_to
 
     session = explorer.session()
     info = session.layer(layer)
     pixels = explorer.image(image)
-    with explorer.model():
-        maps = layer_features(session.model, normalize(pixels)[None], [layer])[layer][0].clamp(min=0).numpy()
+    with explorer.model(), torch.no_grad():
+        maps = forward_to(session.model, layer, normalize(pixels)[None])[0].clamp(min=0).numpy()
     scale = float(maps.max())
     quantised = np.rint(255 * maps / scale if scale > 0 else maps).astype(np.uint8)
     flat = maps.reshape(len(maps), -1)
@@ -172,10 +173,10 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
     for the unoccluded image; the class is the image's true label when it has one, else the
     unoccluded prediction. The occluder is filled with 0 in normalised space (the mean colour).
     """
-    from deconvlab.analyses.features import forward_with_features
     from deconvlab.analyses.occlusion import occlusion_map
     from deconvlab.data.transforms import normalize
     from deconvlab.engine import project
+    from deconvlab.engine._model import forward_to
 
     session = explorer.session()
     if window > session.size:
@@ -191,13 +192,16 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
     x = normalize(explorer.image(image))[None]
     label = explorer.label(image)
     with explorer.model():
-        logits, features = forward_with_features(session.model, x, [layer])
-        totals = features[layer][0].sum(dim=(1, 2))
+        with torch.no_grad():
+            logits, features = session.model(x), forward_to(session.model, layer, x)
+        totals = features[0].sum(dim=(1, 2))
         channel = int(totals.argmax())
-        fmap = features[layer][0, channel]
+        fmap = features[0, channel]
         y, xx = divmod(int(fmap.argmax()), fmap.shape[1])
         projection = project(session.model, x, layer, torch.tensor([[0, channel, y, xx]]))[0].numpy()
-        result = occlusion_map(session.model, x, window=window, stride=stride, baseline=0.0, layer=layer)
+    # outside the block: its torch.fx trace waits for the requests' model calls, and for the scan
+    explorer.wait()
+    result = occlusion_map(session.model, x, window=window, stride=stride, baseline=0.0, layer=layer)
     probabilities = torch.softmax(result.logits[0].double(), dim=-1)
     prediction = int(logits[0].argmax())
     target = prediction if label is None else label
