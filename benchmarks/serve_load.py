@@ -3,7 +3,8 @@
 Starts the explorer in a child process (uvicorn on 127.0.0.1; zfnet-mini with seeded random weights
 on the built-in val split by default, ``--demo`` for the trained demo model), then:
 
-1. the idle median of one unit's projection (``POST /api/project``), requests one after another;
+1. the idle median of one unit's projection (``POST /api/project``), requests one after another
+   (before and after step 2, so that both see the same machine);
 2. the same projection's median while an occlusion map (``POST /api/occlusion``, window 8, stride 2:
    841 positions) runs in the slow lane. Goal (issue 15): under 3x the idle median;
 3. ``--clients`` (50) concurrent clients sending a seeded mix of requests (projections, activation
@@ -82,13 +83,13 @@ def percentiles(seconds: list[float]) -> str:
     return f"{p50:9.1f} {p95:9.1f} {p99:9.1f}"
 
 
-def sequential_median(client, body: dict, count: int) -> float:
+def sequential_times(client, body: dict, count: int) -> list[float]:
     times = []
     for _ in range(count):
         began = time.perf_counter()
         client.post("/api/project", json=body).raise_for_status()
         times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return times
 
 
 async def load(url: str, args, dataset_size: int, pid: int) -> None:
@@ -181,8 +182,8 @@ def main() -> None:
             print(f"server ready in {time.perf_counter() - began:.1f} s: {status['model']}, pid {server.pid}")
             unit = {"image": "dataset:3", "channel": 17, "y": 4, "x": 4}
             body = {"layer": LAYER, "units": [unit]}
-            sequential_median(client, body, 10)  # warm-up
-            idle = sequential_median(client, body, args.idle)
+            sequential_times(client, body, 10)  # warm-up
+            idle = sequential_times(client, body, args.idle)  # and as many again afterwards
 
             occlusion_done = threading.Event()
 
@@ -201,8 +202,11 @@ def main() -> None:
                 count += 1
             still_running = not occlusion_done.is_set()
             occlusion_done.wait(300)
+            idle = statistics.median(idle + sequential_times(client, body, args.idle))
             ratio = statistics.median(during) / idle
-            print(f"projection median idle: {1000 * idle:.1f} ms ({args.idle} requests)")
+            print(
+                f"projection median idle: {1000 * idle:.1f} ms ({2 * args.idle} requests, before and after)"
+            )
             print(
                 "projection median while an 841-position occlusion runs: "
                 f"{1000 * statistics.median(during):.1f} ms"
