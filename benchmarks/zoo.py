@@ -153,6 +153,7 @@ def probe_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, tuple[int, 
     """The layer probed and its output shape: the stage that outputs the map at 1/8 of the input.
 
     Candidates: modules called once whose output is an (N, C, H, W) map no larger than their input's,
+    that depends on the image (it changes with it: not a position-bias table computed from parameters),
     at about 1/8 of the input (height and width ratios in ``BANDS[0]``; else 1/16, 1/4, 1/32). Of those,
     the one with the most submodules (the stage, not a layer inside it), the last to finish on a tie.
 
@@ -161,12 +162,13 @@ def probe_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, tuple[int, 
     >>> probe_layer(model, torch.zeros(1, 3, 64, 64))
     ('1', (1, 4, 8, 8))
     """
-    maps, calls = [], Counter()
+    maps, calls, values = [], Counter(), {}
 
     def recorder(name, module):
         def hook(_module, args, output):
             calls[name] += 1
             if isinstance(output, torch.Tensor) and output.dim() == 4:
+                values.setdefault(name, []).append(output.detach().double().sum().item())
                 before = args[0].shape[2:] if args and isinstance(args[0], torch.Tensor) else output.shape[2:]
                 if output.shape[2] <= before[0] and output.shape[3] <= before[-1]:
                     maps.append((len(list(module.modules())), len(maps), name, tuple(output.shape)))
@@ -179,9 +181,12 @@ def probe_layer(model: nn.Module, image: torch.Tensor) -> tuple[str, tuple[int, 
     try:
         with torch.no_grad():
             model(image)
+            calls.clear()
+            model(image.flip(-1) + 1.0)  # a second image, to see which outputs depend on it
     finally:
         for handle in handles:
             handle.remove()
+    maps = [entry for entry in maps[: len(maps) // 2] if len(set(values[entry[2]])) > 1]
     height, width = image.shape[2:]
     for low, high in BANDS:
         inside = [
