@@ -164,23 +164,20 @@ def test_same_seed_same_images(recipe):
     assert not torch.allclose(first.pixels, other.pixels)
 
 
-@pytest.mark.parametrize("objective", ["mean", "centre", (1, 2)])
-def test_batched_channels_equal_one_at_a_time(objective):
+@pytest.mark.parametrize(
+    ("recipe", "objective"),
+    [("pixel", "mean"), ("pixel", "centre"), ("pixel", (1, 2)), ("fourier", "centre")],
+)
+def test_batched_channels_equal_one_at_a_time(recipe, objective):
     net = tiny_net(torch.float64)
-    settings = {
-        "objective": objective,
-        "size": (3, 16, 16),
-        "seed": 2,
-        "steps": 40,
-        "tol": 0.02,
-        "patience": 4,
-    }
-    batch = optimize(net, "2", [0, 3, 4], progress=False, **settings)
+    settings = {"recipe": recipe, "objective": objective, "size": (3, 16, 16), "seed": 2, "steps": 40}
+    settings.update(tol=0.1, patience=4, progress=False)
+    batch = optimize(net, "2", [0, 3, 4], **settings)
     for i, channel in enumerate([0, 3, 4]):
-        alone = optimize(net, "2", [channel], progress=False, **settings)
+        alone = optimize(net, "2", [channel], **settings)
         torch.testing.assert_close(batch.pixels[i], alone.pixels[0], rtol=1e-9, atol=1e-9)
         assert batch.steps[i] == alone.steps[0]
-    assert min(batch.steps) < 40  # the convergence rule stopped at least one channel early
+    assert max(batch.steps) < 40  # the convergence rule stopped every channel, each at its own step
 
 
 def test_float64_model_gives_float64_images_that_beat_noise():
@@ -294,7 +291,9 @@ def test_cli_writes_pngs_and_json_that_match_a_recomputation(weights, tmp_path):
         with torch.no_grad():
             out = model.features[:9](normalize(png)[None])[0, channel]
         np.testing.assert_allclose(entry["activation"], float(out.max()), rtol=1e-5)
-        np.testing.assert_allclose(entry["objective"], float(out.mean()), rtol=1e-5)
+        np.testing.assert_allclose(
+            entry["objective"], float(out[out.shape[0] // 2, out.shape[1] // 2]), rtol=1e-5
+        )
         np.testing.assert_allclose(entry["dataset_max"], float(maps[:, channel].amax()), rtol=1e-5)
         assert entry["steps"] == 12 and entry["seconds"] > 0
     again = tmp_path / "again"

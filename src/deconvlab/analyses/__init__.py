@@ -16,6 +16,8 @@ _LAZY = {
     "TopK": "deconvlab.analyses.scan",
     "sanity_checks": "deconvlab.analyses.sanity",
     "SanityChecks": "deconvlab.analyses.sanity",
+    "Recipe": "deconvlab.analyses.optimize",  # optimize() itself: the submodule's name is taken
+    "Visualization": "deconvlab.analyses.optimize",
 }
 
 __all__ = sorted(_LAZY)

@@ -32,9 +32,9 @@ def optimize(
     weights: Path | None = typer.Option(
         None, "--weights", help="Weight file (safe loader); left out: the demo network (zfnet-mini)."
     ),
-    objective: str = typer.Option("mean", "--objective", help="'mean', 'centre' or 'y,x' (one unit)."),
-    recipe: str = typer.Option("fourier", "--recipe", help="'fourier' (Olah et al. 2017) or 'pixel'."),
-    steps: int = typer.Option(256, "--steps", help="Most steps."),
+    objective: str = typer.Option("centre", "--objective", help="'centre', 'mean' or 'y,x' (one unit)."),
+    recipe: str = typer.Option("pixel", "--recipe", help="'pixel' (Yosinski et al. 2015) or 'fourier'."),
+    steps: int = typer.Option(128, "--steps", help="Most steps."),
     tol: float | None = typer.Option(None, "--tol", help="Stop a channel once it rises less than this."),
     seed: int = typer.Option(0, "--seed"),
     data: str | None = typer.Option(
