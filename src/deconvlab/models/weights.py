@@ -38,19 +38,34 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"path={str(path)!r}: no such weight file")
+        problem = "a directory, not a weight file" if path.is_dir() else "no such weight file"
+        raise FileNotFoundError(f"path={str(path)!r}: {problem}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return _strip_data_parallel(load_file(str(path), device="cpu"))
+        try:
+            return _strip_data_parallel(load_file(str(path), device="cpu"))
+        except Exception as error:  # noqa: BLE001 - SafetensorError and friends: the file's fault
+            raise ValueError(
+                f"path={str(path)!r}: not a readable .safetensors file ({_first_line(error)})"
+            ) from None
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"path={str(path)!r}: refused, the file holds more than tensors and plain containers "
-            f"(torch.load with weights_only=True said: {str(error).splitlines()[0]})"
+            f"(torch.load with weights_only=True said: {_first_line(error)})"
+        ) from None
+    except (EOFError, RuntimeError) as error:  # empty, truncated or not a torch.save file
+        raise ValueError(
+            f"path={str(path)!r}: not a readable PyTorch weight file, empty or truncated "
+            f"({type(error).__name__}: {_first_line(error) or 'ran out of input'})"
         ) from None
     return _strip_data_parallel(_unwrap(obj, path))
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().split("\n")[0]
 
 
 def _unwrap(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -94,5 +109,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     )
     if missing or unexpected or wrong_shape:
         raise WeightsMismatchError(path, missing, unexpected, wrong_shape)
+    not_finite = [
+        key for key, value in state.items() if value.is_floating_point() and not value.isfinite().all()
+    ]
+    if not_finite:
+        raise ValueError(f"path={str(path)!r}: weights must be finite; NaN or inf in {', '.join(not_finite)}")
     model.load_state_dict(state)
     return model

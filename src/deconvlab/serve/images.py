@@ -24,6 +24,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+from deconvlab.data.transforms import to_rgb
 from deconvlab.serve.params import ApiError
 
 # Photographs bundled with scikit-image (no download): the Live image and Occlusion pages offer them.
@@ -76,7 +77,7 @@ def decode_upload(data: bytes, *, max_bytes: int, max_pixels: int) -> np.ndarray
             probe.verify()
         with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as image:
             image.load()
-            return as_rgb(np.asarray(ImageOps.exif_transpose(image).convert("RGB")))
+            return as_rgb(np.asarray(to_rgb(ImageOps.exif_transpose(image))))  # as the data module reads it
     except ApiError:
         raise
     except Image.DecompressionBombError as error:
