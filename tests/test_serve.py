@@ -10,6 +10,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import pickle
 import socket
 import struct
@@ -250,6 +251,33 @@ def test_a_long_request_running_does_not_hold_up_a_short_one(app, client):
 
     short, still_running, slow = asyncio.run(slow_then_short())
     assert short.status_code == 200 and still_running and slow == "done"
+
+
+def test_a_client_that_leaves_mid_body_is_not_a_server_error(app, caplog):
+    sent = []
+
+    async def receive():
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/api/activations",
+        "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        "query_string": b"",
+        "http_version": "1.1",
+        "scheme": "http",
+        "server": ("127.0.0.1", 80),
+        "client": ("127.0.0.1", 1),
+        "root_path": "",
+    }
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(app(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert "unexpected error" not in caplog.text
 
 
 def test_a_full_lane_answers_503_with_retry_after_at_once():

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -111,6 +111,11 @@ async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
     return error_response(error.status_code, str(error.detail))
 
 
+async def _gone(request: Request, error: ClientDisconnect) -> JSONResponse:
+    """The client left while its body was read: nobody will see an answer, and it is not our error."""
+    return error_response(400, "the client disconnected before sending the whole request")
+
+
 async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return error_response(500, f"internal error ({type(error).__name__}); see the server log")
@@ -147,7 +152,12 @@ def create_app(config: ServeConfig | None = None) -> Starlette:
             Middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts)),
             Middleware(BodyLimit, limit=config.max_upload_bytes),
         ],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error, Exception: _unexpected},
+        exception_handlers={
+            ApiError: _api_error,
+            HTTPException: _http_error,
+            ClientDisconnect: _gone,
+            Exception: _unexpected,
+        },
     )
     app.state.explorer = explorer
     return app
