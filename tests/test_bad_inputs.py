@@ -1,7 +1,8 @@
 """Every entry point that reads a file, run on every item of the bad-input corpus (``tests/data/bad``).
 
 Images: the library's reader, an image folder, the explorer's upload endpoint and ``deconvlab
-project --image``. Weight files: ``load_weights`` and ``deconvlab project --weights``. Each must give
+project --image``. Weight files: ``load_weights`` and ``deconvlab project --weights``. Model specs:
+``load_model`` and ``deconvlab project --model``. Each must give
 a clear error naming the file (a 4xx JSON answer over HTTP, exit status 2 and no traceback on the CLI)
 and write nothing; the two unusual but valid images must be read, the same way everywhere. Adding a
 file to the corpus adds its tests.
@@ -10,6 +11,7 @@ file to the corpus adds its tests.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from typer.testing import CliRunner
 from deconvlab.cli import app as cli
 from deconvlab.data import load_dataset
 from deconvlab.data.decode import UnreadableImage, read_image
-from deconvlab.models import create, load_weights
+from deconvlab.models import create, load_model, load_weights
 
 CORPUS = Path(__file__).parent / "data" / "bad"
 _spec = importlib.util.spec_from_file_location("make_corpus", CORPUS / "make_corpus.py")
@@ -67,9 +69,16 @@ def reference_rgb(name: str) -> np.ndarray:
         return np.asarray(image.convert("RGB"))
 
 
-def run_project(tmp_path: Path, image: Path, weights: Path):
+def run_project(tmp_path: Path, image: Path, weights: Path | None, model: str = "zfnet-mini"):
     out = tmp_path / "out.png"
-    args = ["project", "--model", "zfnet-mini", "--weights", str(weights), "--image", str(image)]
+    args = [
+        "project",
+        "--model",
+        model,
+        *(["--weights", str(weights)] if weights else []),
+        "--image",
+        str(image),
+    ]
     result = CliRunner().invoke(cli, [*args, "--layer", "features.0", "--channel", "1", "-o", str(out)])
     return result, out
 
@@ -180,3 +189,30 @@ def test_the_cli_refuses_the_weights_without_a_traceback(tmp_path, weight_files,
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and name in result.output and "Traceback" not in result.output
     assert not out.exists() and not (weight_files / corpus.PWNED).exists()
+
+
+# ---- model specs ----
+
+
+@pytest.fixture
+def spec_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "specs"
+    corpus.write(folder, corpus.spec_modules())
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for module in ("bad_specs", "broken_on_import", "syntax_error"):
+        sys.modules.pop(module, None)
+
+
+@pytest.mark.parametrize("spec", corpus.SPECS)
+def test_load_model_names_the_spec_and_the_rule(spec_folder, spec):
+    with pytest.raises(ValueError, match=f"--model='{spec}': "):
+        load_model(spec)
+
+
+@pytest.mark.parametrize("spec", corpus.SPECS)
+def test_the_cli_refuses_the_spec_without_a_traceback(tmp_path, spec_folder, spec):
+    result, out = run_project(tmp_path, good_png(tmp_path / "good.png"), None, model=spec)
+    assert result.exit_code == 2, result.output
+    assert f"--model='{spec}'" in result.output and "Traceback" not in result.output
+    assert not out.exists()

@@ -9,6 +9,9 @@ megabytes each, so the tests write them with :func:`weights` into a temporary fo
   unusual but valid images (16-bit grayscale PNG, CMYK JPEG) that must be read, not refused.
 - ``weights/`` (for zfnet-mini with 12 classes): wrong shapes, wrong keys, NaNs, a pickle that would
   run code, a ``.safetensors`` with a wrong header, a truncated ``.pt``, an empty file, a directory.
+- model specs (``--model package.module:callable``) that do not import or do not return a module:
+  :data:`SPECS`, with the modules of :func:`spec_modules` (written at test time too: pytest would
+  import them).
 """
 
 from __future__ import annotations
@@ -120,6 +123,48 @@ def weights(folder: Path) -> dict[str, bytes | None]:
         "truncated.pt": good[: len(good) // 2],
         "empty.pt": b"",
         "folder.pt": None,
+    }
+
+
+SPECS = (
+    "no_such_module_xyz:build",  # does not import
+    "broken_on_import:build",  # raises while importing
+    "syntax_error:build",  # is not Python
+    "bad_specs:missing",  # no such callable
+    "bad_specs:NOT_CALLABLE",  # not callable
+    "bad_specs:returns_int",  # returns no module
+    "bad_specs:returns_class",  # returns the class, not an instance
+    "bad_specs:raises",  # the factory fails
+    "bad_specs:needs_argument",  # the factory wants an argument
+)
+
+
+def spec_modules() -> dict[str, bytes]:
+    """The modules the specs of :data:`SPECS` name, to write into a folder on ``sys.path``."""
+    bad_specs = """from torch import nn
+
+NOT_CALLABLE = 3
+
+
+def returns_int():
+    return 42
+
+
+def returns_class():
+    return nn.Identity
+
+
+def raises():
+    raise RuntimeError("the factory failed")
+
+
+def needs_argument(depth):
+    return nn.Identity()
+"""
+    return {
+        "bad_specs.py": bad_specs.encode(),
+        "broken_on_import.py": b'raise RuntimeError("this module fails on import")\n',
+        "syntax_error.py": b"def build(:\n",
     }
 
 
