@@ -122,10 +122,10 @@ def test_equals_captum_neuron_methods(rule, layer):
 @pytest.mark.parametrize("rule", list(CAPTUM))
 def test_resnet18_equals_captum(rule):
     # torchvision's ResNet-18: residual additions, and one in-place ReLU module called twice per block
-    from deconvlab.models import create
+    from torchvision.models import resnet18
 
     torch.manual_seed(0)
-    model = create("resnet18", num_classes=10).eval()
+    model = resnet18(num_classes=10).eval()
     inputs = torch.randn(2, 3, 96, 96)
     units = torch.tensor([[0, 5, 2, 3], [1, 5, 2, 3]])
     ours = project(model, inputs, "layer3", units, rule=rule, seed="one")

@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from deconvlab.models import WeightsMismatchError, create, list_models, load_weights, register_model
+from deconvlab.models import (
+    WeightsMismatchError,
+    create,
+    list_models,
+    load_model,
+    load_weights,
+    register_model,
+)
 
 
 def _output_widths(model: nn.Module, indices: list[int]) -> list[int]:
@@ -109,17 +116,19 @@ def _weights_and_biases(layers: dict[str, tuple[int, ...]]) -> dict[str, tuple[i
 @pytest.mark.parametrize(
     "name, expected", [("alexnet", _alexnet_shapes), ("vgg16", _vgg16_shapes), ("resnet18", _resnet18_shapes)]
 )
-def test_torchvision_names_and_shapes(name, expected):
-    model = create(name, num_classes=7)
+@pytest.mark.parametrize("prefix", ["torchvision:", ""])
+def test_torchvision_specs_give_torchvision_names_and_shapes(name, expected, prefix):
+    model = load_model(prefix + name, num_classes=7)
     actual = {key: tuple(value.shape) for key, value in model.state_dict().items()}
     assert actual == expected(7)
+    assert not model.training and model.input_size == (3, 224, 224)
 
 
 def test_a_torchvision_style_file_loads_unchanged(tmp_path):
     torch.manual_seed(0)
     state = {key: torch.randn(shape) for key, shape in _alexnet_shapes(1000).items()}
     torch.save(state, tmp_path / "alexnet.pth")
-    model = load_weights(create("alexnet"), tmp_path / "alexnet.pth")
+    model = load_model("torchvision:alexnet", tmp_path / "alexnet.pth")
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key], rtol=0, atol=0)
 

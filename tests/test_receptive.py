@@ -129,13 +129,13 @@ def test_layer_errors():
 
 
 def test_resnet18_fields_by_hand():
-    from deconvlab.models import create
+    from torchvision.models import resnet18
 
     # conv1 7/2 pad 3: 7, 2, -3; maxpool 3/2 pad 1: 11, 4, -5; layer1, four 3x3 convs: 43, 4, -21;
     # each later stage: a 3x3/2 conv then three 3x3 convs (the 1x1/2 shortcut lies inside the union)
     expected = {"layer1": (43, 4, -21), "layer2": (99, 8, -49), "layer3": (211, 16, -105),
                 "layer4": (435, 32, -217)}  # fmt: skip
-    model = create("resnet18", num_classes=10)
+    model = resnet18(num_classes=10)
     for layer, (size, jump, offset) in expected.items():
         field = receptive_field(model, layer, (3, 224, 224))
         assert (field.size, field.jump, field.offset) == ((size,) * 2, (jump,) * 2, (offset,) * 2)

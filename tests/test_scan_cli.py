@@ -114,11 +114,12 @@ def test_bad_input_is_a_clear_error_and_leaves_no_output(setup, change, message)
     assert not (setup / "bad" / "topk.json").exists()
 
 
-def test_weights_are_required_beyond_the_demo(setup):
-    argv = [a for a in args(setup, setup / "bad") if a not in ("--weights", str(setup / "weights.pt"))]
+def test_without_weights_beyond_the_demo_the_weights_are_random_and_said_so(setup):
+    argv = [a for a in args(setup, setup / "random") if a not in ("--weights", str(setup / "weights.pt"))]
     argv[argv.index("--model") + 1] = "zfnet"
     result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 2 and "--weights: required" in result.output
+    assert result.exit_code == 0, result.output
+    assert "--model zfnet without --weights: random weights" in result.output
 
 
 def test_without_weights_zfnet_mini_on_builtin_uses_the_demo_network(demo_model, tmp_path):

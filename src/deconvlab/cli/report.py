@@ -1,7 +1,8 @@
 """``deconvlab report``: the paper's study of one model on one dataset, as a static HTML report.
 
 deconvlab report --model zfnet-mini --weights run/final.pt --data builtin --checkpoints run --out rep
-deconvlab report --model alexnet --weights alexnet.pth --data photos/ --layers features.0,features.3 --out r
+deconvlab report --model torchvision:alexnet --weights alexnet.pth --data photos/ --out r
+deconvlab report --model timm:resnet50 --weights DEFAULT --data photos/ --out r   # timm's, from its cache
 
 Writes ``OUT/index.html`` (open it from disk), the figures under ``OUT/figures`` and every number in
 ``OUT/report.json``. Re-running the same command continues an interrupted report.
@@ -14,14 +15,15 @@ from pathlib import Path
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import INPUT_SIZE, MEAN, STD, WEIGHTS, load_cli_model, model_option
 
 RULES = ("deconvnet", "guided", "gradient")
 
 
 @app.command()
 def report(
-    model: str = typer.Option(..., "--model", help="A registered model (deconvlab.models)."),
-    weights: Path = typer.Option(..., "--weights", help="Weight file (.pt, .pth or .safetensors)."),
+    model: str = model_option(),
+    weights: str | None = WEIGHTS,
     out: Path = typer.Option(..., "--out", help="Folder for index.html, the figures and report.json."),
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
     checkpoints: Path | None = typer.Option(
@@ -43,9 +45,11 @@ def report(
         min=1,
         help="torch intra-op threads (default torch's; 1 is faster on a busy machine).",
     ),
+    input_size: int | None = INPUT_SIZE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
 ) -> None:
     """Top-9 grids, feature evolution, invariance, filters, occlusion, correspondence and linear probes."""
-    from deconvlab.cli.scan import load_model
     from deconvlab.report import ReportOptions, build_report
 
     set_threads(threads)
@@ -58,7 +62,7 @@ def report(
             occlusion_stride=stride,
             progress=progress,
         )
-        network = load_model(model, weights, data)
+        network = load_cli_model(model, weights, data, input_size, mean, std)
         index = build_report(
             network,
             out,
@@ -66,7 +70,7 @@ def report(
             data=data,
             checkpoints=checkpoints,
             options=options,
-            weights=str(weights),
+            weights=weights or "random",
         )
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)

@@ -13,15 +13,14 @@ from pathlib import Path
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import INPUT_SIZE, MEAN, STD, WEIGHTS, load_cli_model, model_option
 
 
 @app.command()
 def scan(
     out: Path = typer.Option(..., "--out", help="Folder for topk.json and the progress checkpoints."),
-    model: str = typer.Option("zfnet-mini", "--model", help="A registered model (deconvlab.models)."),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Weight file; may be left out for zfnet-mini on builtin (the demo's network)."
-    ),
+    model: str = model_option(),
+    weights: str | None = WEIGHTS,
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
     split: str | None = typer.Option(
         None, "--split", help="train, val or test: one split of the data; default every image (builtin: val)."
@@ -37,6 +36,9 @@ def scan(
     ),
     amp: bool = typer.Option(False, "--amp", help="float16 autocast (CUDA only)."),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    input_size: int | None = INPUT_SIZE,
+    mean: str | None = MEAN,
+    std: str | None = STD,
 ) -> None:
     """Find, for every channel of the chosen layers, the k dataset images that excite it most."""
     from deconvlab.analyses.scan import RESULT_FILE, topk_scan
@@ -44,7 +46,7 @@ def scan(
 
     try:
         with process_group():
-            network = load_model(model, weights, data)
+            network = load_cli_model(model, weights, data, input_size, mean, std)
             dataset = _dataset(data, split, network)
             names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
             topk_scan(
@@ -66,34 +68,9 @@ def scan(
         raise typer.Exit(2) from None
 
 
-def load_model(name: str, weights: Path | None, data: str):
-    """The model ``name`` with ``weights``; without weights, the demo's trained zfnet-mini on builtin."""
-    from torch import nn
-
-    from deconvlab.models import create, list_models, load_weights, read_state_dict
-
-    if name not in list_models():
-        raise ValueError(
-            f"--model={name!r}: not a registered model; choose one of {', '.join(list_models())}"
-        )
-    if weights is None:
-        if name != "zfnet-mini" or data != "builtin":
-            raise ValueError(
-                f"--weights: required for --model {name} --data {data} (only zfnet-mini on builtin "
-                "has default weights, the demo's)"
-            )
-        from deconvlab.training import demo_model
-
-        return demo_model()[0]
-    state = read_state_dict(weights)
-    linears = [
-        module_name
-        for module_name, m in create(name, num_classes=2).named_modules()
-        if isinstance(m, nn.Linear)
-    ]
-    logits_key = f"{linears[-1]}.weight" if linears else None
-    num_classes = state[logits_key].shape[0] if logits_key in state else 1000
-    return load_weights(create(name, num_classes=num_classes), weights)
+def load_model(name: str, weights, data: str):
+    """Kept for commands being moved to ``deconvlab.cli._model.load_cli_model`` (same arguments)."""
+    return load_cli_model(name, None if weights is None else str(weights), data)
 
 
 def _dataset(data: str, split: str | None, network):

@@ -15,7 +15,7 @@ Depends on torch and ``deconvlab.arithmetic`` only.
 
 from deconvlab.engine.autograd import rule_relus
 from deconvlab.engine.project import ENGINES, ProjectionInfo, project, strongest_units
-from deconvlab.engine.receptive import ReceptiveField, receptive_field
+from deconvlab.engine.receptive import ReceptiveField, receptive_field, receptive_fields
 from deconvlab.engine.rules import RULES, Deconvnet, Gradient, Guided, Rule, get_rule
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "get_rule",
     "project",
     "receptive_field",
+    "receptive_fields",
     "rule_relus",
     "strongest_units",
 ]

@@ -109,10 +109,59 @@ def receptive_field(model: nn.Module, layer: str, input_size: Sequence[int]) -> 
         raise ValueError(f"layer={layer!r}: not called in the model's forward pass, so it has no units")
     if found[0] is None:
         raise ValueError(f"layer={layer!r}: its output does not depend on the input image")
-    size, jump, offset = found[0]
+    return _as_receptive_field(found[0], (height, width))
+
+
+def receptive_fields(model: nn.Module, input_size: Sequence[int]) -> dict[str, ReceptiveField | str]:
+    """The field of every module's first output in one forward pass (``receptive_field`` for all).
+
+    A module whose field cannot be followed maps to the one-line reason instead, as does every module
+    called after the first function whose geometry is unknown.
+
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Conv2d(8, 8, 3), nn.Flatten())
+    >>> fields = receptive_fields(model, (3, 15, 15))
+    >>> fields["1"].size, fields["1"].jump, fields["2"].size
+    ((7, 7), (2, 2), (15, 15))
+    """
+    channels, height, width = _check_input_size(input_size)
+    found: dict[str, ReceptiveField | str] = {}
+
+    def hook(name):
+        def record(_module, _inputs, output):
+            first = next(iter(_tensors(output)), None)
+            field = tracker.fields.get(first) if first is not None else None
+            if name not in found:
+                found[name] = (
+                    "its output does not depend on the input image"
+                    if field is None
+                    else (_as_receptive_field(field, (height, width)))
+                )
+
+        return this_thread_only(record)
+
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else None
+    image = torch.zeros(1, channels, height, width, device=device)
+    tracker = FieldTracker(image)
+    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
+    try:
+        with frozen_eval(model), torch.no_grad(), tracker:
+            model(image)
+    except ValueError as error:
+        reason = str(error).splitlines()[0]
+        found.update({name: reason for name, _ in model.named_modules() if name and name not in found})
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found
+
+
+def _as_receptive_field(field, input_size: tuple[int, int]) -> ReceptiveField:
+    size, jump, offset = field
     if jump is None:  # the whole image
-        return ReceptiveField((height, width), (0, 0), (0, 0), (height, width))
-    return ReceptiveField(size, jump, offset, (height, width))
+        return ReceptiveField(input_size, (0, 0), (0, 0), input_size)
+    return ReceptiveField(size, jump, offset, input_size)
 
 
 WHOLE_IMAGE = (None, None, None)  # the field of a value that depends on every pixel

@@ -32,7 +32,7 @@ def list_models() -> list[str]:
 
     >>> from deconvlab.models import list_models
     >>> list_models()
-    ['alexnet', 'resnet18', 'vgg16', 'zfnet', 'zfnet-mini']
+    ['zfnet', 'zfnet-mini']
     """
     return sorted(_BUILDERS)
 
