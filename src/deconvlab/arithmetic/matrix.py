@@ -107,7 +107,7 @@ def transpose_vs_inverse(
     (3 outputs, 5 inputs), so nothing can, and even C^+ only projects onto its row space.
 
     >>> r = transpose_vs_inverse((1, 5), np.array([[[1.0, 2.0, 1.0]]]))
-    >>> r.matrix_shape, r.rank, r.transpose_gram_error > 1, r.pinv_gram_error
+    >>> r.matrix_shape, r.rank, r.transpose_gram_error > 1, round(r.pinv_gram_error, 6)
     ((3, 5), 3, True, 1.0)
 
     Stride equal to kernel, one channel: C^+ is C^T scaled by 1 / ||w||^2 = 1/5.
