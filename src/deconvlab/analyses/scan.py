@@ -11,8 +11,9 @@ The result names each image (its path or key and class, where the dataset gives 
 and the scan goes on.
 
 **Resume.** With ``out``, progress is checkpointed atomically every ``checkpoint_every`` batches to
-``out/.scan-progress/``; ``resume=True`` continues from it and gives exactly the uninterrupted result.
-``out/topk.json`` is written once, atomically, when the scan is complete.
+``out/.scan-progress/``; ``resume=True`` continues from it and gives exactly the uninterrupted result,
+even after SIGKILL (tested with killed processes: ``tests/test_scan_kill.py``). ``out/topk.json`` is
+written once, atomically, when the scan is complete; what a killed write left behind is removed.
 
 **torchrun.** Under ``torchrun --nproc-per-node N -m deconvlab scan ...`` the dataset's batches are dealt
 to the ranks in turn (rank r scans batches r, r + N, ...: the same batches as a single process, so the
@@ -109,8 +110,8 @@ def topk_scan(
         skipped: list[tuple[int, str, str]] = []
         if resume:
             done, state, skipped = _load_progress(checkpoint, world, fingerprint) or (done, state, skipped)
-        if out is not None and rank == 0:
-            (Path(out) / RESULT_FILE).unlink(missing_ok=True)  # never leave an older result beside a new scan
+        if out is not None:
+            _remove_leftovers(Path(out), checkpoint, rank)
         loader = torch.utils.data.DataLoader(
             Readable(dataset),
             batch_sampler=batches[done:],
@@ -242,6 +243,18 @@ def _batches_of_rank(num_images: int, batch_size: int, rank: int, world: int) ->
     """
     starts = range(rank * batch_size, num_images, world * batch_size)
     return [list(range(start, min(start + batch_size, num_images))) for start in starts]
+
+
+def _remove_leftovers(out: Path, checkpoint: Path, rank: int) -> None:
+    """Remove an older result (never beside a new scan) and the temporary files of writes that a kill
+    cut short (``deconvlab._io.write_atomic``'s ``.NAME.*.tmp``): this rank's checkpoint's, rank 0 the
+    result's."""
+    leftovers = list(checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"))
+    if rank == 0:
+        (out / RESULT_FILE).unlink(missing_ok=True)
+        leftovers += out.glob(f".{RESULT_FILE}.*.tmp")
+    for path in leftovers:
+        path.unlink(missing_ok=True)
 
 
 def _fingerprint(model, layers, shapes, k, batch_size, num_images, world) -> str:

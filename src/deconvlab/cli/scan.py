@@ -30,6 +30,9 @@ def scan(
     ),
     k: int = typer.Option(9, "--k", help="Images kept per channel."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted scan from its checkpoint."),
+    checkpoint_every: int = typer.Option(
+        20, "--checkpoint-every", help="Batches between progress checkpoints (what --resume continues from)."
+    ),
     batch_size: int = typer.Option(64, "--batch-size"),
     num_workers: int = typer.Option(
         min(os.cpu_count() or 1, 8), "--num-workers", help="DataLoader processes decoding images."
@@ -58,6 +61,7 @@ def scan(
                 num_workers=num_workers,
                 out=out,
                 resume=resume,
+                checkpoint_every=checkpoint_every,
                 progress=progress,
                 amp=amp,
             )
@@ -78,4 +82,4 @@ def _dataset(data: str, split: str | None, network):
     from deconvlab.data import load_dataset
 
     size = getattr(network, "input_size", (None,))[-1]
-    return load_dataset(data, split, image_size=size, check=False)
+    return load_dataset(data, split, image_size=size, mean=network.mean, std=network.std, check=False)
