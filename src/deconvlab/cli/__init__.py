@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import sys
 
 from deconvlab.cli._app import app
 
@@ -18,5 +19,11 @@ for _module in pkgutil.iter_modules(__path__):
 
 
 def main() -> None:
-    """Entry point of the ``deconvlab`` script."""
-    app()
+    """Entry point of the ``deconvlab`` script; a missing optional extra is one line, exit 2."""
+    from deconvlab.models.spec import MissingExtraError
+
+    try:
+        app()
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -11,11 +11,11 @@ authentication, and anyone who can reach the port can use the model.
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import MODEL_HELP, WEIGHTS
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "[::1]")
 
@@ -43,24 +43,29 @@ def binding_warning(host: str, port: int) -> str | None:
 
 @app.command()
 def serve(
-    model: str = typer.Option(None, "--model", help="Registered model name; default: the built-in demo."),
-    weights: Path = typer.Option(None, "--weights", help="Weights (.pt/.pth/.safetensors), loaded safely."),
+    model: str = typer.Option(None, "--model", help=MODEL_HELP + " Default: the built-in demo."),
+    weights: str | None = WEIGHTS,
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<class>/<images>)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; a non-loopback one warns."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="Port to listen on."),
     max_upload_mb: float = typer.Option(10.0, "--max-upload-mb", min=0.001, help="Upload size limit in MB."),
 ) -> None:
     """Serve the live explorer (with no arguments: the demo model, trained on first use)."""
-    import uvicorn
+    from deconvlab.models.spec import require
 
+    uvicorn = require("uvicorn", "web", "deconvlab serve")
     from deconvlab.serve import ServeConfig, create_app
 
     if weights is not None and model is None:
         raise typer.BadParameter("--weights needs --model (the architecture the weights belong to)")
-    if weights is not None and not weights.is_file():
-        raise typer.BadParameter(f"--weights {str(weights)!r}: no such file")
-    if model is not None and weights is None:
-        typer.secho(f"note: --model {model} without --weights: random weights", err=True, fg="yellow")
+    if model is not None:  # a spec that does not load is one line and exit 2, before anything starts
+        from deconvlab.cli._model import load_cli_model
+
+        try:
+            load_cli_model(model, weights, data)
+        except (ValueError, FileNotFoundError) as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(2) from None
     warning = binding_warning(host, port)
     if warning:
         typer.secho(warning, err=True, fg="red", bold=True)

@@ -76,6 +76,16 @@ def normalize(
     return F.normalize(F.to_dtype(tensor, torch.float32, scale=True), mean, std)
 
 
+def statistics(model) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` a model's inputs are normalised with: its ``mean``/``std`` attributes (set by
+    ``deconvlab.models.load_model`` from its weights' metadata), else ImageNet's.
+
+    >>> statistics(object()) == (MEAN, STD)
+    True
+    """
+    return tuple(getattr(model, "mean", MEAN)), tuple(getattr(model, "std", STD))
+
+
 def denormalize(tensor: torch.Tensor, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
     """Inverse of ``normalize``: (3, H, W) -> uint8 (H, W, 3) (or batched), rounded and clipped."""
     if tensor.ndim not in (3, 4) or tensor.shape[-3] != 3:

@@ -118,7 +118,7 @@ def describe(model: nn.Module, spec: str, **meta) -> nn.Module:
 
     ``meta`` may give ``input_size`` (one side), ``channels``, ``mean``, ``std`` and ``class_names``.
     """
-    size = meta.get("input_size") or DEFAULT_INPUT_SIZE
+    size = DEFAULT_INPUT_SIZE if meta.get("input_size") is None else meta["input_size"]
     channels = meta.get("channels", 3)
     mean, std = tuple(meta.get("mean") or IMAGENET_MEAN), tuple(meta.get("std") or IMAGENET_STD)
     for label, value in (("mean", mean), ("std", std)):

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from deconvlab.analyses.features import conv_layers, penultimate_tap, rectified_tap, trunk_output_tap
+from deconvlab.analyses.layers import default_layers
 from deconvlab.report.cache import StageCache, model_fingerprint
 
 FIGURES = "figures"
@@ -25,7 +26,8 @@ FIGURES = "figures"
 class ReportOptions:
     """Everything a report's numbers depend on besides the model and the data.
 
-    ``layers``: conv layers for the top-9 grids and the evolution (default: every conv layer).
+    ``layers``: conv layers for the top-9 grids and the evolution (default: ``default_layers``, every
+    conv layer of a model with at most six, else the first, each stage's last and the last).
     ``channels_per_layer``: how many channels per layer, the strongest first (None: all, ``--all``).
     ``rules``: the projection rules drawn in the grids; the first one (the deconvnet) is measured.
     ``occlusion_window`` / ``occlusion_stride``: in pixels (default: a quarter of the image, and a
@@ -77,7 +79,7 @@ class Study:
         all_convs = conv_layers(self.model)
         if not all_convs:
             raise ValueError(f"model {self.model_name!r} has no Conv2d layer: nothing to report on")
-        chosen = list(self.options.layers) if self.options.layers else all_convs
+        chosen = list(self.options.layers) if self.options.layers else default_layers(self.model)
         unknown = [name for name in chosen if name not in all_convs]
         if unknown:
             raise ValueError(
@@ -114,8 +116,10 @@ class Study:
         """The ``split`` of the data, loaded once."""
         if split not in self._datasets:
             from deconvlab.data import load_dataset
+            from deconvlab.data.transforms import statistics
 
-            self._datasets[split] = load_dataset(self.data, split, self.image_size)
+            mean, std = statistics(self.model)
+            self._datasets[split] = load_dataset(self.data, split, self.image_size, mean=mean, std=std)
         return self._datasets[split]
 
     def key(self, stage: str, **extra) -> dict:

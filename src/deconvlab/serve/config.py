@@ -41,7 +41,7 @@ class ServeConfig:
     """
 
     model: str | None = None
-    weights: Path | None = None
+    weights: str | Path | None = None
     data: str = "builtin"
     split: str = "val"
     loader: Callable[[Any], Loaded] | None = field(default=None, compare=False)

@@ -1,8 +1,8 @@
 """Building an explorer's model in the background, with progress the page can show.
 
 The default loader serves ``deconvlab serve``'s choices: the built-in demo model (trained on first
-use) or a registered model with a weight file (read only through the safe loader,
-``deconvlab.models.load_weights``), scanned over the built-in dataset or an image folder.
+use) or any model spec with its weights (``deconvlab.models.load_model``: weight files only through the
+safe loader), scanned over the built-in dataset or an image folder, normalised as the model expects.
 
 >>> progress = Progress()
 >>> progress.start("scan", total=4)
@@ -69,19 +69,15 @@ def default_loader(config: ServeConfig, progress: Progress) -> Loaded:
         model = _demo_model(progress)
         name = "zfnet-mini (demo)"
     else:
-        from deconvlab.models import create, load_weights
+        from deconvlab.models import load_model
 
-        progress.start("model", message=f"building {config.model}")
-        size = create(config.model, num_classes=1).input_size[-1]  # only for the input size
-        progress.start("data", message=f"loading the {config.data!r} dataset ({config.split} split)")
-        dataset = load_dataset(config.data, config.split, size)
-        model = create(config.model, num_classes=len(dataset.classes))
-        if config.weights is not None:
-            progress.start("model", message=f"loading {config.weights} (safe loader: tensors only)")
-            load_weights(model, config.weights)
-        return Loaded(model=model, dataset=dataset, name=config.model)
+        progress.start("model", message=f"building {config.model} (weights: {config.weights or 'random'})")
+        model = load_model(config.model, config.weights)
+        name = config.model
     progress.start("data", message=f"loading the {config.data!r} dataset ({config.split} split)")
-    dataset = load_dataset(config.data, config.split, model.input_size[-1])
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    statistics = {} if mean is None else {"mean": mean, "std": std}
+    dataset = load_dataset(config.data, config.split, model.input_size[-1], **statistics)
     return Loaded(model=model, dataset=dataset, name=name)
 
 

@@ -82,7 +82,7 @@ def project_units(
     explorer: Explorer, *, layer: str, units: list[dict], rule: str, crop: bool, values: bool
 ) -> dict:
     """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes and activations."""
-    from deconvlab.data.transforms import normalize
+    from deconvlab.data.transforms import normalize, statistics
     from deconvlab.engine import project
 
     session = explorer.session()
@@ -92,7 +92,7 @@ def project_units(
     refs = list(dict.fromkeys(unit["image"] for unit in units))
     images = [explorer.image(ref) for ref in refs]
     rows = torch.tensor([[refs.index(u["image"]), u["channel"], u["y"], u["x"]] for u in units])
-    inputs = normalize(np.stack(images))
+    inputs = normalize(np.stack(images), *statistics(session.model))
     with explorer.model():
         projections = project(session.model, inputs, layer, rows, rule=rule)
     activations = projections.unit_activations.tolist()
@@ -138,14 +138,18 @@ def activation_maps(explorer: Explorer, *, image: str, layer: str) -> dict:
 
     ``maps`` is base64 of C x H x W bytes in C order; ``channel_max`` and ``strongest`` (y, x) per channel.
     """
-    from deconvlab.data.transforms import normalize
+    from deconvlab.data.transforms import normalize, statistics
     from deconvlab.engine._model import forward_to
 
     session = explorer.session()
     info = session.layer(layer)
     pixels = explorer.image(image)
     with explorer.model(), torch.no_grad():
-        maps = forward_to(session.model, layer, normalize(pixels)[None])[0].clamp(min=0).numpy()
+        maps = (
+            forward_to(session.model, layer, normalize(pixels, *statistics(session.model))[None])[0]
+            .clamp(min=0)
+            .numpy()
+        )
     scale = float(maps.max())
     quantised = np.rint(255 * maps / scale if scale > 0 else maps).astype(np.uint8)
     flat = maps.reshape(len(maps), -1)
@@ -174,7 +178,7 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
     unoccluded prediction. The occluder is filled with 0 in normalised space (the mean colour).
     """
     from deconvlab.analyses.occlusion import occlusion_map
-    from deconvlab.data.transforms import normalize
+    from deconvlab.data.transforms import normalize, statistics
     from deconvlab.engine import project
     from deconvlab.engine._model import forward_to
 
@@ -189,7 +193,7 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
         )
     layer = list(session.layers)[-1]
     info = session.layer(layer)
-    x = normalize(explorer.image(image))[None]
+    x = normalize(explorer.image(image), *statistics(session.model))[None]
     label = explorer.label(image)
     with explorer.model():
         with torch.no_grad():
