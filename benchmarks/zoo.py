@@ -394,11 +394,14 @@ def run_model(spec: str, size: int | None = None, **arguments) -> dict:
     except Exception as error:  # the model itself: every cell says why
         cells = dict.fromkeys(CAPABILITIES, reason(error))
     row.update(cells=cells, seconds=round(time.perf_counter() - start, 1), **provenance())
+    row["date"] = datetime.date.today().isoformat()
     return row
 
 
+@functools.cache
 def provenance() -> dict:
-    """When, with what and where a row was computed."""
+    """When, with what and where a row was computed; the commit is HEAD when this process first asks,
+    so that of the code it imported (a long run is not fooled by later commits)."""
     try:
         import timm
 
@@ -488,14 +491,18 @@ def table(rows: list[dict], command: str, cache: Path | None) -> str:
     if missing and cache:
         lines += ["", f"Not run yet ({len(missing)}): " + ", ".join(missing) + "."]
     lines += ["", "## Models", ""]
-    header = ["model", "input", "layer (output shape)", *CAPABILITIES, "s"]
+    header = ["model", "input", "layer (output shape)", *CAPABILITIES, "s", "commit"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         shape = "x".join(str(s) for s in row["shape"][1:]) if row["shape"] else ""
         layer = f"`{row['layer']}` ({shape})" if row["layer"] else ""
         cells = [row["cells"][capability] for capability in CAPABILITIES]
         lines.append(
-            "| " + " | ".join([row["spec"], str(row["size"]), layer, *cells, str(row["seconds"])]) + " |"
+            "| "
+            + " | ".join(
+                [row["spec"], str(row["size"]), layer, *cells, str(row["seconds"]), str(row["commit"])]
+            )
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -519,6 +526,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, help="input side in pixels (default: each model's own)")
     parser.add_argument("--quick", action="store_true", help="the test suite's subset at its small sizes")
     parser.add_argument("--rerun", action="store_true", help="recompute models already in the cache")
+    parser.add_argument("--stale", action="store_true", help="recompute rows computed at another commit")
     parser.add_argument("--reverse", action="store_true", help="costliest first (to meet a cheap-first run)")
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from the cache")
     parser.add_argument("--cache", type=Path, help=f"default {CACHE.relative_to(ROOT)} at the default sizes")
@@ -529,7 +537,8 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or (TABLE if default_sizes else None)
     cache = load_cache(cache_path) if cache_path else {}
     for spec, size, arguments in [] if args.table_only else selected(args):
-        if spec in cache and not args.rerun and size in (None, cache[spec]["size"]):
+        stale = args.stale and cache.get(spec, {}).get("commit") != provenance()["commit"]
+        if spec in cache and not args.rerun and not stale and size in (None, cache[spec]["size"]):
             continue
         row = run_model(spec, size, **arguments)
         cache = store_row(cache_path, row) if cache_path else {**cache, spec: row}
