@@ -409,12 +409,14 @@ def provenance() -> dict:
     except ImportError:
         timm_version = None
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        git = ["git", "-C", str(ROOT)]
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        )
+        edits = subprocess.run(
+            [*git, "status", "--porcelain", "src"], capture_output=True, text=True, check=True
+        )
+        commit = head.stdout.strip() + ("+edits" if edits.stdout.strip() else "")  # uncommitted src edits
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {
