@@ -243,12 +243,13 @@ def optimize(
     size: tuple[int, int, int] | None = None,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
-    progress: bool = True,
+    progress: bool | Callable[[int, int], object] = True,
 ) -> Visualization:
     """Optimise one image per channel of ``layer`` (a module name), all in one batch.
 
     ``size``: (C, H, W), default ``model.input_size``. ``mean`` and ``std``: the model's input
     normalisation, ``(pixel - mean) / std`` per colour (default ImageNet's, as ``deconvlab.data``).
+    ``progress``: a bar, or a callable ``progress(done, steps)`` called after each step.
     """
     recipe = _recipe(recipe)
     channels = list(channels)
@@ -389,7 +390,13 @@ def _layer_output(model: nn.Module, layer: str) -> Iterator[Callable[[Tensor], T
         handle.remove()
 
 
-def _steps(steps: int, progress: bool) -> Iterator[int]:
+def _steps(steps: int, progress: bool | Callable[[int, int], object]) -> Iterator[int]:
+    """Steps 1 to ``steps``; ``progress``: a bar (True), none (False), or ``progress(done, steps)``."""
+    if callable(progress):
+        for step in range(1, steps + 1):
+            yield step
+            progress(step, steps)
+        return
     if not progress:
         yield from range(1, steps + 1)
         return
