@@ -38,6 +38,9 @@ def scan(
         min(os.cpu_count() or 1, 8), "--num-workers", help="DataLoader processes decoding images."
     ),
     amp: bool = typer.Option(False, "--amp", help="float16 autocast (CUDA only)."),
+    export: Path | None = typer.Option(
+        None, "--export", help="Folder for each channel's top-k patches, their projections and index.html."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     input_size: int | None = INPUT_SIZE,
     mean: str | None = MEAN,
@@ -52,7 +55,7 @@ def scan(
             network = load_cli_model(model, weights, data, input_size, mean, std)
             dataset = _dataset(data, split, network)
             names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
-            topk_scan(
+            result = topk_scan(
                 network,
                 dataset,
                 names,
