@@ -19,6 +19,7 @@ from pathlib import Path
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import WEIGHTS, load_cli_model, model_option
 
 RESULT_FILE = "optimize.json"
 
@@ -28,10 +29,8 @@ def optimize(
     layer: str = typer.Option(..., "--layer", help="Module name, as in model.named_modules()."),
     channels: str = typer.Option(..., "--channels", help="Comma-separated channels, e.g. 0,5,7."),
     out: Path = typer.Option(..., "--out", help="Folder for the PNGs and optimize.json."),
-    model: str = typer.Option("zfnet-mini", "--model", help="A registered model (deconvlab.models)."),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Weight file (safe loader); left out: the demo network (zfnet-mini)."
-    ),
+    model: str = model_option(),
+    weights: str | None = WEIGHTS,
     objective: str = typer.Option("centre", "--objective", help="'centre', 'mean' or 'y,x' (one unit)."),
     recipe: str = typer.Option("pixel", "--recipe", help="'pixel' (Yosinski et al. 2015) or 'fourier'."),
     steps: int = typer.Option(128, "--steps", help="Most steps."),
@@ -60,12 +59,11 @@ def _optimize(
     progress,
 ) -> str:  # fmt: skip
     from deconvlab.analyses.optimize import measure, optimize
-    from deconvlab.cli.scan import load_model
 
     chosen = _parse_channels(channels)
     target = _parse_objective(objective)
 
-    network = load_model(model_name, weights, data if data != "none" else "builtin")
+    network = load_cli_model(model_name, weights, data if data != "none" else "builtin")
     result = optimize(
         network,
         layer,
@@ -150,8 +148,10 @@ def _dataset_max(network, layer, chosen, data, split, batch_size, progress) -> l
         return None
     from deconvlab.analyses.scan import topk_scan
     from deconvlab.data import load_dataset
+    from deconvlab.data.transforms import statistics
 
-    dataset = load_dataset(data, split, image_size=getattr(network, "input_size", (None,))[-1])
+    mean, std = statistics(network)
+    dataset = load_dataset(data, split, image_size=network.input_size[-1], mean=mean, std=std)
     top = topk_scan(network, dataset, [layer], k=1, batch_size=batch_size, progress=progress)
     return [float(top.layers[layer].values[channel, 0]) for channel in chosen]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import WEIGHTS, load_cli_model, model_option
 
 FIGURES = ("cascading-maps", "cascading-curves", "independent-maps", "independent-curves", "sensitivity")
 
@@ -27,10 +28,8 @@ FIGURES = ("cascading-maps", "cascading-curves", "independent-maps", "independen
 @app.command()
 def sanity(
     out: Path = typer.Option(..., "--out", help="Folder for index.html, sanity.json and the figures."),
-    model: str = typer.Option("zfnet-mini", "--model", help="A registered model (deconvlab.models)."),
-    weights: Path | None = typer.Option(
-        None, "--weights", help="Weight file; may be left out for zfnet-mini on builtin (the demo's network)."
-    ),
+    model: str = model_option(),
+    weights: str | None = WEIGHTS,
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
     layer: str | None = typer.Option(
         None, "--layer", help="Module name (model.named_modules()); default the last layer with parameters."
@@ -52,11 +51,10 @@ def sanity(
 def _run(out: Path, model_name, weights, data, layer, rules, count, engine, seed) -> str:
     from deconvlab._io import write_bytes_atomic, write_json_atomic
     from deconvlab.analyses import sanity
-    from deconvlab.cli.scan import load_model
 
     if count < 2:
         raise ValueError(f"--images={count}: the sensitivity check needs at least 2 images")
-    network = load_model(model_name, weights, data)
+    network = load_cli_model(model_name, weights, data)
     inputs = _images(data, network, count)
     layer = layer or sanity.parametrised_layers(network, inputs, "")[-1]
     names = [name.strip() for name in rules.split(",") if name.strip()]
@@ -83,10 +81,13 @@ def _images(data: str, network, count: int):
     import torch
 
     from deconvlab.data import load_dataset
+    from deconvlab.data.transforms import statistics
 
     size = getattr(network, "input_size", (None,))[-1]
     # the builtin split is generated: make only the first (class-balanced) images
-    dataset = load_dataset(data, "val", image_size=size, size=count if data == "builtin" else None)
+    mean, std = statistics(network)
+    cut = count if data == "builtin" else None
+    dataset = load_dataset(data, "val", image_size=size, size=cut, mean=mean, std=std)
     picked = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
     return torch.stack([dataset[int(index)][0] for index in picked])
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from deconvlab.cli._app import app
+from deconvlab.cli._model import model_option
 
 
 def parse_epochs(text: str | None, name: str) -> list[int] | None:
@@ -29,7 +30,7 @@ def parse_epochs(text: str | None, name: str) -> list[int] | None:
 
 @app.command()
 def train(
-    model: str = typer.Option("zfnet-mini", "--model", help="Registered architecture."),
+    model: str = model_option(),
     data: str = typer.Option("builtin", "--data", help="'builtin' or a folder <folder>/[<split>/]<class>/*."),
     epochs: int = typer.Option(8, "--epochs", help="Passes over the training split."),
     out: Path = typer.Option(Path("runs/zfnet-mini"), "--out", help="Run folder: checkpoints, metrics.json."),
@@ -77,7 +78,7 @@ def train(
 @app.command()
 def evaluate(
     weights: Path = typer.Argument(..., help="A run's final.pt or epoch-XXX.pt, or a .pth/.safetensors."),
-    model: str = typer.Option(None, "--model", help="Architecture (default: the one the checkpoint names)."),
+    model: str = model_option(None),
     data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder."),
     split: str = typer.Option("val", "--split", help="train, val or test."),
     batch_size: int = typer.Option(256, "--batch-size", help="Images per forward pass."),
@@ -89,7 +90,8 @@ def evaluate(
     import torch
 
     from deconvlab.data import load_dataset
-    from deconvlab.models import create, load_weights
+    from deconvlab.data.transforms import statistics
+    from deconvlab.models import load_model
     from deconvlab.training import evaluate as run_evaluation
 
     try:
@@ -100,9 +102,9 @@ def evaluate(
             model = checkpoint.get("model_name") if isinstance(checkpoint, dict) else None
             if not isinstance(model, str):
                 raise ValueError(f"weights {str(weights)!r} do not name their architecture: pass --model")
-        image_size = create(model, num_classes=1).input_size[1]
-        dataset = load_dataset(data, split=split, image_size=image_size)
-        network = load_weights(create(model, num_classes=len(dataset.classes)), weights)
+        network = load_model(model, weights)
+        mean, std = statistics(network)
+        dataset = load_dataset(data, split=split, image_size=network.input_size[1], mean=mean, std=std)
         result = run_evaluation(network, dataset, batch_size=batch_size)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)

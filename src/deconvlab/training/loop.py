@@ -30,7 +30,8 @@ from torch import nn
 
 from deconvlab._io import write_atomic, write_json_atomic
 from deconvlab.data import load_dataset
-from deconvlab.models import create
+from deconvlab.data.transforms import statistics
+from deconvlab.models import create, list_models, load_model
 from deconvlab.training.evaluate import batches, evaluate
 from deconvlab.training.renorm import renormalize_model, rms_thresholds
 
@@ -118,14 +119,16 @@ def train(
     state = _load_resume_state(out, config, resume)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        probe = create(model_name, num_classes=1)  # only for the input size
+        probe = _build(model_name, 1, dropout)  # only for the input size and the normalisation
         image_size = probe.input_size[1]
-        train_set = load_dataset(data, split="train", image_size=image_size, seed=seed, size=train_size)
-        val_set = load_dataset(data, split="val", image_size=image_size, seed=seed, size=val_size)
+        mean, std = statistics(probe)
+        options = {"image_size": image_size, "seed": seed, "mean": mean, "std": std}
+        train_set = load_dataset(data, split="train", size=train_size, **options)
+        val_set = load_dataset(data, split="val", size=val_size, **options)
         if list(val_set.classes) != list(train_set.classes):
             raise ValueError(f"data={str(data)!r}: the val split's classes differ from the train split's")
         torch.manual_seed(seed)
-        model = create(model_name, num_classes=len(train_set.classes), dropout=dropout)
+        model = _build(model_name, len(train_set.classes), dropout).train()
         optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=lr_steps, gamma=0.1)
         history, seconds, start_epoch = [], 0.0, 1
@@ -222,3 +225,10 @@ def _train_one_epoch(
         bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
     bar.close()
     return {"train_loss": total_loss / seen, "train_accuracy": correct / seen, "lr": lr}
+
+
+def _build(spec: str, num_classes: int, dropout: float):
+    """A registered model with the paper's ``dropout``, or any spec (``load_model``), freshly initialised."""
+    if spec in list_models():
+        return create(spec, num_classes=num_classes, dropout=dropout)
+    return load_model(spec, num_classes=num_classes)
