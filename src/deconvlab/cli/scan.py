@@ -74,6 +74,10 @@ def scan(
                     from deconvlab.export import export_topk
 
                     typer.echo(str(export_topk(result, network, dataset, export)))
+                if export is not None:
+                    from deconvlab.export import export_topk
+
+                    typer.echo(str(export_topk(result, network, dataset, export)))
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
