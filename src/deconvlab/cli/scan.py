@@ -70,17 +70,14 @@ def scan(
             )
             if rank_and_world()[0] == 0:
                 typer.echo(str(out / RESULT_FILE))
-                if export is not None:
-                    from deconvlab.export import export_topk
-
-                    typer.echo(str(export_topk(result, network, dataset, export)))
-                if export is not None:
-                    from deconvlab.export import export_topk
-
-                    typer.echo(str(export_topk(result, network, dataset, export)))
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
+
+
+def load_model(name: str, weights, data: str):
+    """Kept for commands being moved to ``deconvlab.cli._model.load_cli_model`` (same arguments)."""
+    return load_cli_model(name, None if weights is None else str(weights), data)
 
 
 def _dataset(data: str, split: str | None, network):
