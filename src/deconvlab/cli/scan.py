@@ -70,6 +70,10 @@ def scan(
             )
             if rank_and_world()[0] == 0:
                 typer.echo(str(out / RESULT_FILE))
+                if export is not None:
+                    from deconvlab.export import export_topk
+
+                    typer.echo(str(export_topk(result, network, dataset, export)))
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
