@@ -1,8 +1,8 @@
 """``build_report``: run every section through the stage cache, then write report.json and index.html.
 
 ``report.json`` holds every number the page shows, one top-level key per section (``dataset``, ``top9``,
-``evolution``, ``invariance``, ``filters``, ``occlusion``, ``probes``), the correspondence table as a list
-of rows ``{"layer", "part", "mean", "std"}`` under ``correspondence`` (its setup under
+``evolution``, ``invariance``, ``filters``, ``occlusion``, ``probes``, ``sanity``), the correspondence
+table as a list of rows ``{"layer", "part", "mean", "std"}`` under ``correspondence`` (its setup under
 ``correspondence_setup``), and ``checks``: the comparisons with ground truth, each with its rule and
 whether it passed.
 """
@@ -57,6 +57,7 @@ def build_report(
         ("occlusion", sections.occlusion_section),
         ("correspondence", sections.correspondence_section),
         ("probes", sections.probes_section),
+        ("sanity", sections.sanity_section),
     ]
     for name, section in tqdm(stages, desc="report", disable=not study.options.progress):
         extra = {"checkpoints": sections.checkpoint_digests(study.checkpoints)} if name == "evolution" else {}

@@ -21,6 +21,7 @@ table { border-collapse: collapse; margin: 0.8em 0; } td, th { border: 1px solid
 th { background: #f4f4f4; }
 .pass { color: #070; font-weight: bold; } .fail { color: #b00; font-weight: bold; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; } .note { color: #555; font-size: 0.92em; }
+.captions td.files { font-size: 0.8em; font-family: monospace; }
 """
 
 
@@ -119,11 +120,44 @@ def _top9(section: dict) -> str:
         row += [layer["fraction_on_object"], layer["object_share_of_field"]] if has_object else []
         rows.append(row)
     out.append(_table(header, rows))
+    if any("optimized" in c for layer in section["layers"] for c in layer["channels"]):
+        out.append(
+            "<p>Beside each channel, its optimised image (<code>deconvlab.analyses.optimize</code>, "
+            "gradient ascent on the pixels with Yosinski et al.'s regularisers), shown as 8-bit pixels. "
+            "Optimised: the largest value of the channel's map on that picture; dataset best: the largest "
+            "over the scanned images (the first of the top 9); the ratio of the two.</p>"
+        )
     for layer in section["layers"]:
         out.append(
             f"<h3>{escape(layer['layer'])}</h3>{_image(layer['figure'], 'top-9 of ' + layer['layer'])}"
+            + _top9_captions(layer)
         )
     return "".join(out)
+
+
+def _top9_captions(layer: dict) -> str:
+    """Per channel: the dataset's best, the optimised image's activation and ratio, and the top-9 files
+    (strongest first; the image's index where the data name no file)."""
+    rows = []
+    for channel in layer["channels"]:
+        optimized = channel.get("optimized")
+        files = [
+            f"{escape(source if source is not None else f'image {index}')}"
+            + (f" ({escape(name)})" if name is not None else "")
+            for index, source, name in zip(
+                channel["images"], channel.get("sources", []), channel.get("classes", []), strict=False
+            )
+        ]
+        numbers = [channel["values"][0] if channel["values"] else None]
+        numbers += [optimized["activation"], optimized["ratio"]] if optimized else [None, None]
+        cells = "".join(f"<td>{'' if v is None else _number(v)}</td>" for v in numbers)
+        rows.append(
+            f"<tr><td>{channel['channel']}</td>{cells}<td class='files'>{'<br>'.join(files)}</td></tr>"
+        )
+    return (
+        "<table class='captions'><tr><th>channel</th><th>dataset best</th><th>optimised</th><th>ratio</th>"
+        f"<th>top-9 files, strongest first</th></tr>{''.join(rows)}</table>"
+    )
 
 
 def _evolution(section: dict) -> str:
@@ -209,6 +243,52 @@ def _probes(section: dict) -> str:
     )
 
 
+def _sanity(section: dict) -> str:
+    title = "<h2>Sanity checks: how much of a projection comes from the weights?</h2>"
+    if "skipped" in section:
+        return title + _skipped(section)
+    measures = ["spearman", "spearman_abs", "ssim", "hog"]
+    names = [
+        escape(source or str(i)) for i, source in zip(section["images"], section["sources"], strict=True)
+    ]
+    out = [
+        title,
+        f"<p>Adebayo et al. 2018 on {len(section['images'])} {escape(section['split'])} images "
+        f"({', '.join(names)}): the layers that feed <b>{escape(section['layer'])}</b> are re-drawn "
+        "(normal, with each trained tensor's mean and spread) and the same units (each image's strongest, "
+        f"{escape(str(section['units']))}) projected again. Each number is the similarity to the trained "
+        "projection, averaged over the units; near 1: the map does not depend on those weights "
+        "(Nie et al. 2018, Sixt et al. 2020 explain why deconvnet and guided backprop barely change).</p>",
+    ]
+    figures = iter(section["figures"])
+    for mode in ("cascading", "independent"):
+        out.append(f"<h3>{mode} randomisation</h3>")
+        out.extend(_image(next(figures), f"{mode} {what}") for what in ("maps", "curves"))
+        rows = [
+            [rule, step["layer"], *("n/a" if step[m] is None else step[m] for m in measures)]
+            for rule, steps in section[mode].items()
+            for step in steps
+        ]
+        out.append(_table(["rule", "re-drawn", *measures], rows))
+    sensitivity = section["sensitivity"]
+    out.append(
+        "<h3>Unit sensitivity</h3><p>Different units (channels "
+        f"{escape(str(sensitivity['channels']))}) of the same image, against the same unit on different "
+        "images (Nie et al. 2018).</p>" + _image(next(figures), "sensitivity")
+    )
+    rows = [
+        [
+            rule,
+            pairs.replace("_", " "),
+            *("n/a" if v is None else v for v in (sensitivity[rule][pairs][m] for m in measures)),
+        ]
+        for rule in section["cascading"]
+        for pairs in ("same_image", "same_unit")
+    ]
+    out.append(_table(["rule", "pairs", *measures], rows))
+    return "".join(out)
+
+
 SECTIONS = (
     ("dataset", _dataset),
     ("top9", _top9),
@@ -218,4 +298,5 @@ SECTIONS = (
     ("occlusion", _occlusion),
     ("correspondence", _correspondence),
     ("probes", _probes),
+    ("sanity", _sanity),
 )

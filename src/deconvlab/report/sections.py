@@ -472,10 +472,11 @@ def top9_section(study: Study) -> dict:
         channels = strongest_channels(found.values[:, 0], study.options.channels_per_layer)
         units, values = _top_units(found, channels)
         projected = project_dataset_units(study.model, data, layer, units, values, rules=study.options.rules)
+        optimized = _optimize_channels(study, layer, channels, found.values[channels, 0])
         path, relative = study.figure_path(f"fig2-top9-{layer}")
-        _draw_top9(path, data, projected, channels, study.options.rules)
-        figures.append(relative)
-        layers.append(_layer_record(projected, channels, relative))
+        _draw_top9(path, data, projected, channels, study.options.rules, optimized)
+        figures.extend([relative, *(o["image"] for o in optimized.values())])
+        layers.append(_layer_record(projected, channels, relative, data, optimized))
     summary = _fraction_summary(layers)
     return {
         "split": study.options.scan_split,
@@ -484,6 +485,41 @@ def top9_section(study: Study) -> dict:
         **summary,
         "figures": figures,
     }
+
+
+def _optimize_channels(study: Study, layer: str, channels: list[int], best) -> dict[int, dict]:
+    """Each channel's optimised image (saved as its own PNG) and the activation it reaches, against the
+    channel's best over the scanned images (``best``, one per channel). ``optimize_steps=0``: none."""
+    if not study.options.optimize_steps or not channels:
+        return {}
+    from deconvlab.report.optimized import optimized_images, ratio
+
+    found = optimized_images(
+        study.model, layer, channels, steps=study.options.optimize_steps, seed=study.options.seed
+    )
+    out = {}
+    for item, dataset_max in zip(found, best, strict=True):
+        path, relative = study.figure_path(f"fig2-optimized-{layer}-{item.channel}")
+        fig.save_png(path, item.pixels)
+        out[item.channel] = {
+            "image": relative,
+            "activation": item.activation,
+            "objective": item.objective,
+            "dataset_max": float(dataset_max),
+            "ratio": ratio(item.activation, float(dataset_max)),
+            "steps": item.steps,
+            "seconds": round(item.seconds, 3),
+            "pixels": item.pixels,  # drawn into the grid, dropped from the JSON
+        }
+    return out
+
+
+def file_names(data, indices) -> tuple[list[str | None], list[str | None]]:
+    """Each image's file name (``data.source(i)``: a path, or ``builtin:<split>/<i>``) and class name,
+    None where the data do not say."""
+    source, name = getattr(data, "source", None), getattr(data, "class_name", None)
+    sources = [source(int(i)) if source else None for i in indices]
+    return sources, [name(int(i)) if name else None for i in indices]
 
 
 def _top_units(found, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -496,13 +532,16 @@ def _top_units(found, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return np.array(rows, dtype=np.int64).reshape(-1, 4), np.array(values)
 
 
-def _layer_record(projected, channels: list[int], figure: str) -> dict:
+def _layer_record(projected, channels: list[int], figure: str, data, optimized: dict[int, dict]) -> dict:
     per_channel = []
     for channel in channels:
         mine = np.flatnonzero(projected.units[:, 1] == channel)
+        sources, classes = file_names(data, projected.units[mine, 0])
         record = {
             "channel": channel,
             "images": projected.units[mine, 0].tolist(),
+            "sources": sources,
+            "classes": classes,
             "positions": projected.units[mine, 2:].tolist(),
             "values": projected.values[mine].tolist(),
             "boxes": projected.boxes[mine].tolist(),
@@ -510,6 +549,8 @@ def _layer_record(projected, channels: list[int], figure: str) -> dict:
         }
         if projected.fraction_on_object is not None:
             record["fraction_on_object"] = projected.fraction_on_object[mine].tolist()
+        if channel in optimized:
+            record["optimized"] = {k: v for k, v in optimized[channel].items() if k != "pixels"}
         per_channel.append(record)
     return {
         "layer": projected.layer,
@@ -530,7 +571,7 @@ def _fraction_summary(layers: list[dict]) -> dict:
     return out
 
 
-def _draw_top9(path: Path, data, projected, channels: list[int], rules) -> None:
+def _draw_top9(path: Path, data, projected, channels: list[int], rules, optimized: dict[int, dict]) -> None:
     size = projected.field_size
     blocks = []
     for channel in channels:
@@ -544,6 +585,10 @@ def _draw_top9(path: Path, data, projected, channels: list[int], rules) -> None:
             grids.append(fig.label(fig.tile(crops, 3, GRID_CELL), rule))
         patches = [fig.crop(picture(data, projected.units[m, 0]), projected.boxes[m], size) for m in mine]
         grids.append(fig.label(fig.tile(patches, 3, GRID_CELL), "patches"))
+        if channel in optimized:
+            shown = optimized[channel]
+            times = "" if shown["ratio"] is None else f" {shown['ratio']:.1f}x"
+            grids.append(fig.label(fig.tile([shown["pixels"]], 1, 3 * GRID_CELL + 4), f"optimised{times}"))
         blocks.append(fig.label(fig.side_by_side(grids, gap=4), f"channel {channel}"))
     rows = [
         fig.side_by_side(blocks[i : i + GRID_COLUMNS], gap=16) for i in range(0, len(blocks), GRID_COLUMNS)
@@ -652,3 +697,51 @@ def _read_png(path: Path) -> np.ndarray:
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
+
+
+# --- sanity checks (Adebayo et al. 2018) -------------------------------------------------------------
+
+SANITY_FIGURES = (
+    "cascading-maps",
+    "cascading-curves",
+    "independent-maps",
+    "independent-curves",
+    "sensitivity",
+)
+
+
+def sanity_section(study: Study) -> dict:
+    """``deconvlab sanity``'s checks on a few validation images: the last layer with parameters (the
+    logits: each image's predicted class), every rule; numbers as ``SanityChecks.to_json``."""
+    from deconvlab.analyses import sanity
+
+    if study.options.sanity_images < 2:
+        return {
+            "skipped": "sanity_images is below 2 (the sensitivity check compares two images)",
+            "figures": [],
+        }
+    data = study.dataset(study.options.scan_split)
+    indices = _spread(len(data), study.options.sanity_images)
+    inputs = batch(data, indices).to(_device(study.model))
+    layer = sanity.parametrised_layers(study.model, inputs, "")[-1]
+    result = sanity.sanity_checks(study.model, inputs, layer, seed=study.options.seed)
+    drawn = [
+        sanity.maps_figure(result.cascading),
+        sanity.curves_figure(result.cascading),
+        sanity.maps_figure(result.independent),
+        sanity.curves_figure(result.independent),
+        sanity.sensitivity_figure(result.sensitivity),
+    ]
+    figures = []
+    for name, figure in zip(SANITY_FIGURES, drawn, strict=True):
+        path, relative = study.figure_path(f"sanity-{name}")
+        fig.save_figure(path, figure)
+        figures.append(relative)
+    sources, _ = file_names(data, indices)
+    return {
+        "split": study.options.scan_split,
+        "images": indices.tolist(),
+        "sources": sources,
+        **result.to_json(),
+        "figures": figures,
+    }

@@ -32,6 +32,8 @@ class ReportOptions:
     ``rules``: the projection rules drawn in the grids; the first one (the deconvnet) is measured.
     ``occlusion_window`` / ``occlusion_stride``: in pixels (default: a quarter of the image, and a
     quarter of the window).
+    ``optimize_steps``: steps of each top-9 channel's optimised image (``deconvlab.analyses.optimize``,
+    its default recipe; 0: none). ``sanity_images``: validation images of the sanity checks (0: none).
     """
 
     layers: tuple[str, ...] | None = None
@@ -50,6 +52,8 @@ class ReportOptions:
     correspondence_images: int = 5
     probe_train_images: int = 2400
     probe_test_images: int = 1200
+    optimize_steps: int = 128
+    sanity_images: int = 4
     seed: int = 0
     progress: bool = True
 
