@@ -29,7 +29,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	@# The site (docs/, mkdocs.yml) into site/; --strict: a broken link or reference fails the build.
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 test: $(STAMP) browser lint docs
 	$(PY) -m pytest
