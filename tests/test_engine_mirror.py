@@ -131,10 +131,10 @@ def test_chunk_size_changes_nothing_but_is_reported():
     assert by_three.projection_info.backward_passes == -(-len(units) // 3)
     assert whole.projection_info.chunk_size == len(units)  # all of them fit in the default budget
     # autograd: a backward pass carries one unit of each image of a group of chunk_size images
-    autograd = project(model, images, "features.6", units)
+    autograd = project(model, images, "features.6", units, engine="autograd")
     info = autograd.projection_info
     assert (info.chunk_size, info.forward_passes, info.backward_passes) == (2, 2, len(units) // 2)
-    image_by_image = project(model, images, "features.6", units, chunk_size=1)
+    image_by_image = project(model, images, "features.6", units, engine="autograd", chunk_size=1)
     torch.testing.assert_close(image_by_image, autograd)
     assert image_by_image.projection_info.backward_passes == len(units)
 

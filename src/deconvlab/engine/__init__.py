@@ -1,14 +1,15 @@
 """Floor 2: projecting units of a PyTorch CNN back to pixels (Zeiler & Fergus 2014, sec. 2.1).
 
 - ``project``: each unit's projection, by a ReLU ``rule`` ("deconvnet", "guided", "gradient") and an
-  ``engine``: "autograd" (a backward pass whose ReLU backward is the rule, for any model: ``autograd``)
-  or "mirror" (the paper's explicit deconvnet, windowed and batched: ``mirror``). They agree.
+  ``engine``: "autograd" (a backward pass whose ReLU backward is the rule, for any model: ``autograd``),
+  "mirror" (the paper's explicit deconvnet over the model's graph, windowed and batched: ``mirror``),
+  or "auto" (the default: the mirror wherever it can run). They agree.
 - ``strongest_units``: each image's strongest activation per channel, the paper's choice of unit.
 - ``receptive_field``: the input box each unit of a layer can see, computed from the model (any
   model: the torch functions of one forward pass are followed).
 - ``rules``: the rules as small objects (``Rule``, ``RULES``, ``get_rule``); ``rule_relus``: the
   context in which every ReLU the code calls backpropagates by a rule.
-- ``trace``: a forward pass as a chain of module calls (the mirror uses it).
+- ``graph``: a forward pass read once as a graph of torch function calls (the mirror walks it).
 
 Depends on torch and ``deconvlab.arithmetic`` only.
 """

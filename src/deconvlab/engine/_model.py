@@ -217,3 +217,26 @@ def forward_to(model: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Tens
             f"layer={layer!r}: returns a {type(output).__name__}, not a tensor; pick a layer with one output"
         )
     return output
+
+
+@contextmanager
+def module_names(model: nn.Module, stack: list[str]) -> Iterator[list[str]]:
+    """Keep ``stack`` the names of the modules being called, innermost last, during forward passes of
+    ``model`` in this thread."""
+
+    def enter(name: str):
+        return lambda module, args: stack.append(name)
+
+    def leave(module, args, output):
+        if stack:
+            stack.pop()
+
+    handles = []
+    try:
+        for name, module in model.named_modules():
+            handles.append(module.register_forward_pre_hook(this_thread_only(enter(name))))
+            handles.append(module.register_forward_hook(this_thread_only(leave)))
+        yield stack
+    finally:
+        for handle in handles:
+            handle.remove()

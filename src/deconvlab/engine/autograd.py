@@ -33,15 +33,12 @@ tensor([0., 5.])
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from deconvlab.engine._model import forward_to, this_thread_only
+from deconvlab.engine._model import forward_to, module_names
 from deconvlab.engine.rules import Rule
 
 
@@ -128,21 +125,21 @@ class PassSignal(torch.autograd.Function):
 
 
 # every way a forward pass can call a ReLU, and whether it is in place (F.relu: its `inplace` argument)
-_RELUS = {
+RELUS = {
     torch.relu: False,
     torch.Tensor.relu: False,
     torch.relu_: True,
     torch.Tensor.relu_: True,
     F.relu: None,
 }
-_NORMALISATIONS = {F.local_response_norm}
+NORMALISATIONS = {F.local_response_norm}
 # rectifier-like activations (F.hardtanh only as ReLU6, hardtanh(x, 0, max)); modules call these too
 RECTIFIERS = {
     F.relu6, F.hardtanh, F.hardtanh_, F.leaky_relu, F.leaky_relu_, F.prelu, F.rrelu, F.rrelu_, F.elu, F.elu_,
     F.celu, F.celu_, F.selu, torch.selu, torch.selu_, F.gelu, F.silu, F.hardswish, F.mish,
 }  # fmt: skip
 GATES = {torch.sigmoid, torch.Tensor.sigmoid, torch.sigmoid_, torch.Tensor.sigmoid_, F.hardsigmoid}
-_OTHER_ACTIVATIONS = {
+OTHER_ACTIVATIONS = {
     F.softplus, F.softsign, F.logsigmoid, F.tanhshrink, F.glu,
     torch.tanh, torch.Tensor.tanh, torch.tanh_, torch.Tensor.tanh_,
 }  # fmt: skip
@@ -158,13 +155,13 @@ _GATE_VIEWS = {
 def _relu_call(func, args: tuple, kwargs: dict) -> tuple[torch.Tensor, bool]:
     """The input of a ReLU call and whether it is in place."""
     x = args[0] if args else kwargs["input"]
-    inplace = _RELUS[func]
+    inplace = RELUS[func]
     if inplace is None:
         inplace = bool(args[1] if len(args) > 1 else kwargs.get("inplace", False))
     return x, inplace
 
 
-def _is_rectifier(func, args: tuple, kwargs: dict) -> bool:
+def is_rectifier(func, args: tuple, kwargs: dict) -> bool:
     """Whether a call is rectifier-like: any of ``RECTIFIERS``, hardtanh only with ``min_val`` 0."""
     if func in (F.hardtanh, F.hardtanh_):
         return float(args[1] if len(args) > 1 else kwargs.get("min_val", -1.0)) == 0.0
@@ -197,17 +194,17 @@ class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``wit
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _RELUS:
+        if func in RELUS:
             x, inplace = _relu_call(func, args, kwargs)
             return RuleReLU.apply(x, self.rule, inplace)
-        if func in _NORMALISATIONS and self.rule.skip_normalisation:
+        if func in NORMALISATIONS and self.rule.skip_normalisation:
             return PassSignal.apply(args[0], func, args[1:], kwargs)
         if self.gates and func in _MULTIPLICATIONS:
             return func(*self._constant_gates(args), **kwargs)
         if self.gates and func in _GATE_VIEWS and id(args[0]) in self.gates:
             return self._remember_gate(func(*args, **kwargs), *self.gates[id(args[0])][1:])
-        rectifier, gate = _is_rectifier(func, args, kwargs), func in GATES
-        if not (rectifier or gate or func in _OTHER_ACTIVATIONS or func in (F.hardtanh, F.hardtanh_)):
+        rectifier, gate = is_rectifier(func, args, kwargs), func in GATES
+        if not (rectifier or gate or func in OTHER_ACTIVATIONS or func in (F.hardtanh, F.hardtanh_)):
             return func(*args, **kwargs)
         name, module = getattr(func, "__name__", repr(func)), self._module()
         if self.rule.exact_elsewhere:
@@ -269,29 +266,6 @@ class rule_relus(TorchFunctionMode):  # noqa: N801  (used like a function: ``wit
     def __exit__(self, *exc) -> None:
         self.gates.clear()
         return super().__exit__(*exc)
-
-
-@contextmanager
-def module_names(model: nn.Module, stack: list[str]) -> Iterator[list[str]]:
-    """Keep ``stack`` the names of the modules being called, innermost last, during forward passes of
-    ``model`` in this thread."""
-
-    def enter(name: str):
-        return lambda module, args: stack.append(name)
-
-    def leave(module, args, output):
-        if stack:
-            stack.pop()
-
-    handles = []
-    try:
-        for name, module in model.named_modules():
-            handles.append(module.register_forward_pre_hook(this_thread_only(enter(name))))
-            handles.append(module.register_forward_hook(this_thread_only(leave)))
-        yield stack
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def forward_images(

@@ -1,58 +1,84 @@
 """The ``"mirror"`` engine: Zeiler & Fergus' explicit deconvnet, built from this image's forward pass.
 
-Each module of the chain (see ``trace``) is undone by its mirror step, in reverse order:
+The forward pass is read once into a graph of torch function calls (``deconvlab.engine.graph``), and
+each call the unit's output depends on is undone by its mirror step, last call first. Where a value
+feeds several calls (the two branches of a residual block), their signals add up; at a concatenation
+the signal is split between its inputs; an addition sends it down every branch.
 
 =====================================  =============================================================
-forward module                          mirror step
+forward call (module or function)       mirror step
 =====================================  =============================================================
-Conv2d                                  conv_transpose2d with the same weight, **no bias**
-Linear                                  ``R @ W`` (W^T applied), no bias
-ReLU (module)                           the rule (deconvnet ``max(R, 0)``, guided, gradient)
+conv2d (any stride, padding, dilation,  conv_transpose2d with the same weight, **no bias**
+groups: depthwise too)
+linear                                  ``R @ W`` (W^T applied), no bias
+relu (``nn.ReLU``, ``F.relu``,          the rule (deconvnet ``max(R, 0)``, guided, gradient)
+``relu_``, ``Tensor.relu``)
 ReLU6, LeakyReLU, PReLU, ELU, GELU,     rectifier-like (``deconvlab.engine.rules``): the rule, ``f``
-SiLU, Hardswish, Mish, ... (modules)    their input, read before an in-place call; under "gradient"
+SiLU, hardswish, Mish, ...              their input, read before an in-place call; under "gradient"
                                         their plain gradient; refused with ``strict=True``
-MaxPool2d, AdaptiveMaxPool2d            unpool through the recorded switches, *summing* where
+max_pool2d, adaptive_max_pool2d         unpool through the recorded switches, *summing* where
                                         overlapping windows chose the same input (as the gradient
                                         does; ``MaxUnpool2d`` would keep only one of them)
-AvgPool2d, AdaptiveAvgPool2d            their transposes (the vector-Jacobian product of a linear map)
-Flatten, Unflatten, view/flatten        the inverse reshape
-Dropout (eval), Identity                identity
-BatchNorm (eval)                        its linear scale only, ``R * weight / sqrt(running_var + eps)``
-LocalResponseNorm, CrossMapLRN2d        identity under deconvnet and guided: the original deconvnet
+avg_pool2d                              its transpose, a depthwise conv_transpose2d of 1 / (kh kw)
+batch_norm (eval)                       its scale only, ``R * weight / sqrt(running_var + eps)``
+add, sub, ``+=``                        the signal down both branches (negated for the subtrahend)
+cat                                     the signal split between the inputs
+pad (constant; ``nn.ZeroPad2d``)        the window shifted by the padding (what lands on it is dropped)
+flatten, view, reshape, unflatten       the inverse reshape
+dropout (eval), contiguous, clone       identity
+mul or div by a constant                scaled
+adaptive_avg_pool2d, mean, sum,         their vector-Jacobian product (exact: they are linear in the
+permute, transpose, chunk, interpolate, signal), on whole maps
+conv_transpose2d, other paddings, ...
+local_response_norm                     identity under deconvnet and guided: the original deconvnet
                                         does not invert contrast normalisation (nor does Mahendran &
                                         Vedaldi's code); its true gradient under "gradient"
 =====================================  =============================================================
 
-Any other module (a sigmoid, which in a chain of modules cannot be a gate) raises a ValueError naming it
-and its type, unless ``allow_vjp=True``: then its plain vector-Jacobian product at the recorded input is
-used (ReLUs called inside it still follow the rule).
+Why BatchNorm's scale and not its shift: in eval mode BatchNorm is ``y = a * x + b`` per channel, and a
+projection is linear in the signal going down (doubling the seed doubles it): the constant ``b``, like
+a convolution's bias, adds nothing to a signal, so only ``a`` enters.
+
+Any other call the signal reaches (a multiplication of two tensors computed from the image, such as
+a squeeze-excitation gate or attention, layer_norm, tanh, a sigmoid) raises ``MirrorRefused`` (a
+ValueError) naming it and its module, unless ``allow_vjp=True``: then an activation or single-input
+function uses its plain vector-Jacobian product at the recorded input.
 
 Speed: the forward pass runs once for all images; the switches and ReLU masks it records serve every
 unit. Units go down together, a chunk at a time, and each unit carries only the window of the current
 map that its receptive field covers (1x1 at the unit, growing by each layer's kernel), cropped to the
 map: outside its receptive field a projection is exactly zero, and the work is that of the window.
+Through an addition the window is the union of the branches' windows, so a residual block costs what
+its wider branch costs. Functions mirrored by their vector-Jacobian product carry whole maps.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deconvlab.engine.autograd import rule_relus
+from deconvlab.engine.autograd import GATES, NORMALISATIONS, OTHER_ACTIVATIONS, RELUS, is_rectifier
+from deconvlab.engine.graph import Graph, Node, Value, capture, reachable
 from deconvlab.engine.receptive import window_parameters
 from deconvlab.engine.rules import Rule
-from deconvlab.engine.trace import Call, trace_chain
+
+
+class MirrorRefused(ValueError):
+    """The mirror engine cannot run this model (the message says where and why); ``engine="auto"``
+    then runs the autograd engine."""
 
 
 @dataclass(frozen=True)
 class Signal:
     """What goes down: per unit, the window of the current map that can be non-zero.
 
-    ``values`` (M, C, h, w) with ``origin`` (M, 2), each window's top-left in the map; or (M, F) with
-    ``origin`` None below a flatten. ``images`` (M,) says which image's records each unit uses.
+    ``values`` (M, C, h, w) with ``origin`` (M, 2), each window's top-left in the map; or, for a value
+    that is not 4D, (M, ...) the whole tensor with ``origin`` None. ``images`` (M,) says which image's
+    records each unit uses.
     """
 
     values: torch.Tensor
@@ -62,40 +88,95 @@ class Signal:
 
 def record_forward(
     model: nn.Module, inputs: torch.Tensor, layer: str, rule: Rule, allow_vjp: bool, strict: bool = False
-):
-    """Forward ``inputs`` once up to ``layer``; return the chain of calls (with switches and masks) and
-    the layer's output. The model must already be frozen (``frozen_eval``)."""
-    names = {module: name for name, module in model.named_modules()}
+) -> Graph:
+    """Forward ``inputs`` once up to ``layer``; return its graph, each node's ``data`` its mirror step
+    and what the step keeps of the forward pass (switches, masks). The model must already be frozen
+    (``frozen_eval``). Raises ``MirrorRefused`` if a call the layer depends on has no mirror step.
+    """
+    modules = dict(model.named_modules())
 
-    def before(module: nn.Module, x: torch.Tensor):
-        step = _step_for(module, rule, allow_vjp, strict, names.get(module, ""))
-        return step.before(module, x) if step.before is not None and _reads_forward(step, rule) else None
-
-    def record(module: nn.Module, x: torch.Tensor, output: torch.Tensor, early):
-        step = _step_for(module, rule, allow_vjp, strict, names.get(module, ""))
-        if step.record is None or not _reads_forward(step, rule):
-            return early
-        return step.record(module, x, output)
+    def record(node: Node, args: tuple, kwargs: dict, run):
+        kind = type(modules.get(node.module)).__name__
+        try:
+            step = _step_for(node, args, kwargs, rule, allow_vjp, strict, kind)
+        except MirrorRefused as refusal:
+            if getattr(refusal, "at_once", False):
+                raise
+            return run(), refusal
+        reads = rule.needs_forward or step.reverse is not _reverse_relu
+        early = step.before(node, args, kwargs) if step.before is not None and reads else None
+        output = run()
+        kept = step.record(node, args, kwargs, output) if step.record is not None and reads else early
+        return output, (step, kept)
 
     with torch.no_grad():
-        return trace_chain(model, inputs, layer, record, before)
+        graph = capture(model, inputs, layer, record)
+    refusals = [node.data for node in reachable(graph) if isinstance(node.data, MirrorRefused)]
+    if refusals:  # an activation first: it says more than the multiplication it gates
+        raise min(refusals, key=lambda refusal: not getattr(refusal, "activation", False))
+    return graph
 
 
-def _reads_forward(step: Step, rule: Rule) -> bool:
-    """Whether a step keeps anything of the forward pass (a ReLU mask only if the rule reads it)."""
-    return rule.needs_forward or step.reverse is not _reverse_relu
+def reverse(graph: Graph, signal: Signal) -> tuple[Signal, int]:
+    """Pass ``signal`` (at the layer's output) down the graph to the image; also return the most bytes
+    the signals held at once."""
+    pending = {graph.output: signal}
+    peak = _bytes(signal)
+    for node in reversed(graph.nodes):
+        signals = [pending.pop(value, None) for value in node.outputs]
+        if all(s is None for s in signals):
+            continue
+        step, _ = node.data
+        for value, below in step.reverse(node, signals, graph):
+            if value in pending:
+                below = add_signals(pending[value], below, graph.shapes[value])
+            pending[value] = below
+        peak = max(peak, sum(_bytes(s) for s in pending.values()))
+    if 0 not in pending:  # the layer does not depend on the image
+        return _whole_maps(
+            signal.values.new_zeros((len(signal.values), *graph.shapes[0][1:])), signal.images
+        ), peak
+    return pending[0], peak
 
 
-def reverse(
-    calls: list[Call], signal: Signal, rule: Rule, allow_vjp: bool, strict: bool = False
-) -> tuple[Signal, int]:
-    """Pass ``signal`` down every call, last to first; also return the largest window's bytes."""
-    peak = signal.values.numel() * signal.values.element_size()
-    for call in reversed(calls):
-        step = _step_for(call.module, rule, allow_vjp, strict, call.name)
-        signal = step.reverse(call, signal, rule)
-        peak = max(peak, signal.values.numel() * signal.values.element_size())
-    return signal, peak
+def _bytes(signal: Signal) -> int:
+    return signal.values.numel() * signal.values.element_size()
+
+
+def add_signals(a: Signal, b: Signal, shape: tuple[int, ...]) -> Signal:
+    """The sum of two signals for one value: in the union of their windows.
+
+    >>> a = Signal(torch.ones(1, 1, 1, 2), torch.tensor([[0, 0]]), torch.tensor([0]))
+    >>> b = Signal(torch.ones(1, 1, 2, 1), torch.tensor([[1, 1]]), torch.tensor([0]))
+    >>> total = add_signals(a, b, (1, 1, 3, 3))
+    >>> total.values[0, 0].tolist(), total.origin.tolist()
+    ([[1.0, 1.0], [0.0, 1.0], [0.0, 1.0]], [[0, 0]])
+    """
+    if a.origin is None or b.origin is None:
+        return replace(a, values=a.values + b.values)
+    size_a, size_b = a.values.shape[-2:], b.values.shape[-2:]
+    if size_a == size_b and torch.equal(a.origin, b.origin):
+        return replace(a, values=a.values + b.values)
+    low = torch.minimum(a.origin, b.origin)
+    high = torch.maximum(
+        a.origin + torch.tensor(size_a, device=low.device), b.origin + torch.tensor(size_b, device=low.device)
+    )
+    size = (high - low).amax(dim=0).tolist()
+    total = a.values.new_zeros((*a.values.shape[:2], *size))
+    for part in (a, b):
+        _paste(total, part.values, part.origin - low)
+    return fit_to_map(Signal(total, low, a.images), _map_size(shape))
+
+
+def _paste(out: torch.Tensor, values: torch.Tensor, offset: torch.Tensor) -> None:
+    """``out[i, :, y:y+h, x:x+w] += values[i]`` at each unit's ``offset`` (y, x) (one slice if shared)."""
+    h, w = values.shape[-2:]
+    if bool((offset == offset[:1]).all()):
+        y, x = offset[0].tolist()
+        out[:, :, y : y + h, x : x + w] += values
+        return
+    rows, ys, xs = _window_indices(offset, (h, w))
+    out.permute(0, 2, 3, 1).index_put_((rows, ys, xs), values.permute(0, 2, 3, 1), accumulate=True)
 
 
 def seed_signal(output: torch.Tensor, units: torch.Tensor, seed: str) -> Signal:
@@ -199,30 +280,50 @@ def _map_size(shape: tuple[int, ...]) -> tuple[int, int]:
     return tuple(shape[-2:])
 
 
-# ---- mirror steps: how each module type is recorded in the forward pass and undone ------------------
+# ---- mirror steps: how each call is recorded in the forward pass and undone ---------------------------
 
 
 @dataclass(frozen=True)
 class Step:
-    """``reverse(call, signal, rule) -> signal``; ``record(module, input, output)`` keeps what it needs,
-    or ``before(module, input)``, before the call (an in-place module overwrites its input)."""
+    """``reverse(node, signals, graph) -> [(value, signal)]`` from the signals of the node's outputs;
+    ``before(node, args, kwargs)`` keeps what it needs before the call (an in-place call overwrites its
+    input), ``record(node, args, kwargs, output)`` after it."""
 
     reverse: object
     record: object = None
     before: object = None
 
 
-def _reverse_conv(call: Call, signal: Signal, rule: Rule) -> Signal:
-    module = call.module
-    if module.padding_mode != "zeros":
-        raise ValueError(
-            f"module {call.name!r} (Conv2d with padding_mode={module.padding_mode!r}): the mirror engine "
-            "only transposes zero-padded convolutions; use engine='autograd'"
-        )
-    kernel, stride, padding, dilation = window_parameters(module, call.input_shape[-2:])
-    values = conv_transpose(signal.values, module.weight, stride, dilation, module.groups)
+def _arguments(node: Node, names: tuple[str, ...], defaults: dict) -> dict:
+    """The node's arguments by name (``names`` in positional order, after the input)."""
+    bound = dict(defaults)
+    bound.update(zip(names, node.args[1:], strict=False))
+    bound.update(node.kwargs)
+    return bound
+
+
+def _single(reverse):
+    """A step for a call whose first argument is the only value it reads: ``reverse(node, signal,
+    graph) -> signal``."""
+
+    def step(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+        return [(node.inputs[0], reverse(node, signals[0], graph))]
+
+    return step
+
+
+CONV = ("weight", "bias", "stride", "padding", "dilation", "groups")
+
+
+@_single
+def _reverse_conv(node: Node, signal: Signal, graph: Graph) -> Signal:
+    args = _arguments(node, CONV, {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    weight = args["weight"]
+    window = SimpleNamespace(kernel_size=tuple(weight.shape[-2:]), **{k: args[k] for k in CONV[2:5]})
+    _, stride, padding, dilation = window_parameters(window, None)
+    values = conv_transpose(signal.values, weight, stride, dilation, args["groups"])
     origin = _origin_below(signal.origin, stride, padding)
-    return fit_to_map(replace(signal, values=values, origin=origin), _map_size(call.input_shape))
+    return fit_to_map(replace(signal, values=values, origin=origin), _map_size(graph.shapes[node.inputs[0]]))
 
 
 def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation, groups: int) -> torch.Tensor:
@@ -269,16 +370,29 @@ def _origin_below(origin: torch.Tensor, stride, padding) -> torch.Tensor:
     return origin * torch.tensor(stride, device=device) - torch.tensor(padding, device=device)
 
 
-def _record_switches(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
-    """The paper's switches: where each pooling window found its maximum.
+POOL = ("kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
+POOL_DEFAULTS = {"stride": None, "padding": 0, "dilation": 1, "ceil_mode": False}
 
-    MaxPool2d: the row and column offset inside its window, (N, 2C, H_out, W_out) uint8 (rows in the
-    first C channels). AdaptiveMaxPool2d (irregular windows): the flat index into H_in * W_in.
+
+def _pool_window(node: Node):
+    """(kernel, stride, padding-before, dilation) of a max_pool2d call, and its ceil_mode."""
+    args = _arguments(node, POOL, POOL_DEFAULTS)
+    window = SimpleNamespace(**{k: args[k] for k in POOL[:4]})
+    return window_parameters(window, None), args["ceil_mode"]
+
+
+def _record_switches(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
+    """The paper's switches: where each pooling window found its maximum, recorded before the call.
+
+    max_pool2d: the row and column offset inside its window, (N, 2C, H_out, W_out) uint8 (rows in the
+    first C channels). adaptive_max_pool2d (irregular windows): the flat index into H_in * W_in.
     """
-    if isinstance(module, nn.AdaptiveMaxPool2d):
-        return F.adaptive_max_pool2d(x, module.output_size, return_indices=True)[1]
-    kernel, stride, padding, dilation = window_parameters(module, x.shape[-2:])
-    flat = F.max_pool2d(x, kernel, stride, padding, dilation, module.ceil_mode, return_indices=True)[1]
+    x = args[0]
+    if node.func is F.adaptive_max_pool2d:
+        size = _arguments(node, ("output_size",), {})["output_size"]
+        return F.adaptive_max_pool2d(x, size, return_indices=True)[1]
+    (kernel, stride, padding, dilation), ceil_mode = _pool_window(node)
+    flat = F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)[1]
     rows, columns = (flat // x.shape[-1], flat % x.shape[-1])
     starts = [
         torch.arange(n, device=x.device) * s - p
@@ -290,17 +404,24 @@ def _record_switches(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -
     return torch.cat([rows - starts[0][:, None], columns - starts[1][None, :]], dim=1).to(dtype)
 
 
-def _reverse_max_pool(call: Call, signal: Signal, rule: Rule) -> Signal:
+@_single
+def _reverse_max_pool(node: Node, signal: Signal, graph: Graph) -> Signal:
     """Unpool: each value goes to its switch; values meeting at one input position add up."""
-    if isinstance(call.module, nn.AdaptiveMaxPool2d):
-        return _reverse_adaptive_max_pool(call, signal)
+    shape = graph.shapes[node.inputs[0]]
+    switches = node.data[1]
+    if node.func is F.adaptive_max_pool2d:
+        values = to_full(signal, _map_size(graph.shapes[node.outputs[0]]))
+        m, c = values.shape[:2]
+        flat = switches[signal.images].flatten(2)
+        unpooled = values.new_zeros((m, c, shape[-2] * shape[-1])).scatter_add_(2, flat, values.flatten(2))
+        return _whole_maps(unpooled.view(m, c, *shape[-2:]), signal.images)
     values, origin = signal.values, signal.origin
-    kernel, stride, padding, dilation = window_parameters(call.module, call.input_shape[-2:])
+    (kernel, stride, padding, dilation), _ = _pool_window(node)
     (m, c, h, w), device = values.shape, values.device
     span = tuple(
         (n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel, strict=True)
     )
-    offsets = gather_windows(call.data, signal.images, origin, (h, w)).int()  # outside the map: 0
+    offsets = gather_windows(switches, signal.images, origin, (h, w)).int()  # outside the map: 0
     starts = (
         torch.arange(h, device=device, dtype=torch.int32)[:, None] * (stride[0] * span[1])
         + torch.arange(w, device=device, dtype=torch.int32) * stride[1]
@@ -312,182 +433,375 @@ def _reverse_max_pool(call: Call, signal: Signal, rule: Rule) -> Signal:
     unpooled = unpooled.view(m, *span, c).permute(0, 3, 1, 2)
     below = Signal(unpooled, _origin_below(origin, stride, padding), signal.images)
     # every switch lies inside the map, so nothing outside it needs zeroing; only oversize windows shrink
-    return _shift_inside(below, _map_size(call.input_shape)) if _oversize(below, call.input_shape) else below
+    return _shift_inside(below, _map_size(shape)) if _oversize(below, shape) else below
 
 
 def _oversize(signal: Signal, shape: tuple[int, ...]) -> bool:
     return any(have > limit for have, limit in zip(signal.values.shape[-2:], shape[-2:], strict=True))
 
 
-def _reverse_adaptive_max_pool(call: Call, signal: Signal) -> Signal:
-    values = to_full(signal, _map_size(call.output_shape))
-    m, c = values.shape[:2]
-    size = _map_size(call.input_shape)
-    switches = call.data[signal.images].flatten(2)
-    unpooled = values.new_zeros((m, c, size[0] * size[1])).scatter_add_(2, switches, values.flatten(2))
-    return _whole_maps(unpooled.view(m, c, *size), signal.images)
+AVG_POOL = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+AVG_DEFAULTS = {"stride": None, "padding": 0, "ceil_mode": False, "count_include_pad": True}
 
 
-def _record_positive(module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+def _windowed_avg_pool(node: Node) -> bool:
+    """Whether every window divides by kh * kw: then the transpose is one depthwise convolution."""
+    args = _arguments(node, AVG_POOL, {**AVG_DEFAULTS, "divisor_override": None})
+    padded = args["padding"] not in (0, (0, 0), [0, 0])
+    return (
+        not args["ceil_mode"]
+        and args["divisor_override"] is None
+        and (args["count_include_pad"] or not padded)
+    )
+
+
+@_single
+def _reverse_avg_pool(node: Node, signal: Signal, graph: Graph) -> Signal:
+    args = _arguments(node, AVG_POOL, AVG_DEFAULTS)
+    window = SimpleNamespace(kernel_size=args["kernel_size"], stride=args["stride"], padding=args["padding"])
+    kernel, stride, padding, _ = window_parameters(window, None)
+    c = signal.values.shape[1]
+    weight = signal.values.new_full((c, 1, *kernel), 1.0 / (kernel[0] * kernel[1]))
+    values = F.conv_transpose2d(signal.values, weight, stride=stride, groups=c)
+    origin = _origin_below(signal.origin, stride, padding)
+    return fit_to_map(replace(signal, values=values, origin=origin), _map_size(graph.shapes[node.inputs[0]]))
+
+
+def _record_output_positive(node: Node, args: tuple, kwargs: dict, output: torch.Tensor) -> torch.Tensor:
     return output > 0  # == (forward input > 0), also after an in-place ReLU
 
 
-def _positive_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    return x > 0  # a rectifier-like activation's f > 0, before an in-place call overwrites f
+def _record_input_positive(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
+    return (args[0] if args else kwargs["input"]) > 0  # f > 0, before an in-place call overwrites f
 
 
-def _reverse_relu(call: Call, signal: Signal, rule: Rule) -> Signal:
-    if call.data is None:  # the rule does not read the forward pass (deconvnet)
-        positive = None
+@_single
+def _reverse_relu(node: Node, signal: Signal, graph: Graph) -> Signal:
+    positive = node.data[1]
+    if positive is None:  # the rule does not read the forward pass (deconvnet)
+        pass
     elif signal.origin is None:
-        positive = call.data[signal.images]
+        positive = positive[signal.images]
     else:
-        positive = gather_windows(call.data, signal.images, signal.origin, signal.values.shape[-2:])
-    return replace(signal, values=rule.backward(positive, signal.values))
+        positive = gather_windows(positive, signal.images, signal.origin, signal.values.shape[-2:])
+    return replace(signal, values=node.data[0].rule.backward(positive, signal.values))
 
 
-def _reverse_linear(call: Call, signal: Signal, rule: Rule) -> Signal:
-    values = to_full(signal, _map_size(call.output_shape)) @ call.module.weight  # W^T R, no bias
-    return _whole_maps(values, signal.images)
+@_single
+def _reverse_linear(node: Node, signal: Signal, graph: Graph) -> Signal:
+    weight = _arguments(node, ("weight",), {})["weight"]
+    return _whole_maps(_full(signal, graph, node.outputs[0]) @ weight, signal.images)  # W^T R, no bias
 
 
-def _reverse_batch_norm(call: Call, signal: Signal, rule: Rule) -> Signal:
-    module = call.module
-    if module.running_var is None:
-        raise ValueError(
-            f"module {call.name!r} ({type(module).__name__} with track_running_stats=False): in eval mode "
-            "it normalises by batch statistics, not a fixed scale; use engine='autograd'"
-        )
-    scale = torch.rsqrt(module.running_var + module.eps)
-    if module.weight is not None:
-        scale = scale * module.weight
+BATCH_NORM = ("running_mean", "running_var", "weight", "bias", "training", "momentum", "eps")
+
+
+@_single
+def _reverse_batch_norm(node: Node, signal: Signal, graph: Graph) -> Signal:
+    args = _arguments(node, BATCH_NORM, {"weight": None, "training": False, "eps": 1e-5})
+    scale = torch.rsqrt(args["running_var"] + args["eps"])
+    if args["weight"] is not None:
+        scale = scale * args["weight"]
     shape = (1, -1) + (1,) * (signal.values.ndim - 2)
-    return replace(signal, values=signal.values * scale.view(shape))
+    return replace(signal, values=signal.values * scale.to(signal.values.dtype).view(shape))
 
 
-def _reverse_identity(call: Call, signal: Signal, rule: Rule) -> Signal:
+@_single
+def _reverse_identity(node: Node, signal: Signal, graph: Graph) -> Signal:
     return signal
 
 
-def _reverse_reshape(call: Call, signal: Signal, rule: Rule) -> Signal:
-    values = to_full(signal, _map_size(call.output_shape)).reshape(len(signal.values), *call.input_shape[1:])
-    return _whole_maps(values, signal.images)
+@_single
+def _reverse_reshape(node: Node, signal: Signal, graph: Graph) -> Signal:
+    values = _full(signal, graph, node.outputs[0])
+    return _whole_maps(values.reshape(len(values), *graph.shapes[node.inputs[0]][1:]), signal.images)
 
 
-def _copy_input(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+@_single
+def _reverse_scale(node: Node, signal: Signal, graph: Graph) -> Signal:
+    constant = next(arg for arg in node.args if not isinstance(arg, Value))
+    factor = 1.0 / constant if node.func in DIVISIONS else constant
+    return replace(signal, values=signal.values * factor)
+
+
+@_single
+def _reverse_pad(node: Node, signal: Signal, graph: Graph) -> Signal:
+    pad = _arguments(node, ("pad",), {})["pad"]
+    before = torch.tensor([pad[2] if len(pad) > 2 else 0, pad[0]], device=signal.origin.device)
+    shifted = replace(signal, origin=signal.origin - before)  # output position o is input o - before
+    return fit_to_map(shifted, _map_size(graph.shapes[node.inputs[0]]))
+
+
+def _windowed_pad_args(node: Node, args: tuple) -> bool:
+    """A constant padding (or crop) of the last two axes of a 4D map: a shift of the windows."""
+    bound = _arguments(node, ("pad", "mode", "value"), {"mode": "constant"})
+    return bound["mode"] == "constant" and len(bound["pad"]) <= 4 and args[0].ndim == 4
+
+
+def _reverse_add(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The signal down every operand that has the output's shape (negated for a subtrahend)."""
+    signal = signals[0]
+    negative = {torch.sub, torch.Tensor.sub, torch.Tensor.sub_, torch.Tensor.__sub__, torch.Tensor.__isub__}
+    found = []
+    for position, arg in enumerate(node.args[:2]):
+        if isinstance(arg, Value):
+            minus = (node.func in negative and position == 1) or (
+                node.func is torch.Tensor.__rsub__ and position == 0
+            )
+            found.append((arg.index, replace(signal, values=-signal.values) if minus else signal))
+    return found
+
+
+def _windowed_add_args(node: Node, args: tuple) -> bool:
+    """Two operands, each a number or a tensor of the output's shape (no broadcasting, no alpha)."""
+    tensors = [arg for arg in args if isinstance(arg, torch.Tensor)]
+    return (
+        "alpha" not in node.kwargs
+        and len(args) == 2
+        and all(isinstance(arg, torch.Tensor | int | float) for arg in args)
+        and all(t.shape == tensors[0].shape for t in tensors)
+    )
+
+
+def _cat_dim(node: Node) -> int:
+    return _arguments(node, ("dim",), {"dim": node.kwargs.get("axis", 0)})["dim"]
+
+
+def _reverse_cat(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """Each input gets its own channels of the signal, in the same windows."""
+    signal, dim = signals[0], _cat_dim(node) % len(graph.shapes[node.outputs[0]])
+    found, start = [], 0
+    for part in node.args[0]:
+        size = graph.shapes[part.index][dim] if isinstance(part, Value) else part.shape[dim]
+        if isinstance(part, Value):
+            found.append((part.index, replace(signal, values=signal.values.narrow(dim, start, size))))
+        start += size
+    return found
+
+
+def _record_input(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
+    x = args[0] if args else kwargs["input"]
     return x.detach().clone()
 
 
-def _reverse_vjp(call: Call, signal: Signal, rule: Rule) -> Signal:
-    """The vector-Jacobian product of the module at its recorded input (zeros for a linear module)."""
-    values = to_full(signal, _map_size(call.output_shape)) if signal.origin is not None else signal.values
-    if call.data is None:
-        x = values.new_zeros((len(values), *call.input_shape[1:]))
-    else:
-        x = call.data[signal.images.to(call.data.device)]
-    x.requires_grad_(True)
-    with torch.enable_grad(), rule_relus(rule, allow_vjp=True, strict=True):  # only ReLUs take the rule
-        output = call.module(x.clone() if getattr(call.module, "inplace", False) else x)
-    (values,) = torch.autograd.grad(output, x, values)
-    return _whole_maps(values, signal.images)
+def _reverse_vjp_at_input(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The call's vector-Jacobian product at its recorded input (an activation, a normalisation)."""
+    signal = signals[0]
+    x = node.data[1][signal.images].requires_grad_(True)
+    with torch.enable_grad():
+        output = node.func(
+            *_fill(node.args, {node.inputs[0]: x.clone()}), **_fill(node.kwargs, {node.inputs[0]: x})
+        )
+    (values,) = torch.autograd.grad(output, x, _full(signal, graph, node.outputs[0]))
+    return [(node.inputs[0], _whole_maps(values, signal.images))]
+
+
+def _reverse_linear_map(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The vector-Jacobian product of a call that is linear (affine) in the values it reads: taken at
+    zero, where it is the same as anywhere (a constant part, like a bias, drops out)."""
+    live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
+    like = live[0][1].values
+    reads = list(dict.fromkeys(node.inputs))
+    zeros = {
+        value: like.new_zeros((len(like), *graph.shapes[value][1:])).requires_grad_(True) for value in reads
+    }
+    with torch.enable_grad():
+        copies = {value: zero.clone() for value, zero in zeros.items()}  # an in-place call may write them
+        result = node.func(*_fill(node.args, copies), **_fill(node.kwargs, copies))
+    made = [
+        t for t in (result if isinstance(result, tuple | list) else (result,)) if isinstance(t, torch.Tensor)
+    ]
+    outputs = dict(zip(node.outputs, made, strict=True))
+    grads = torch.autograd.grad(
+        [outputs[value] for value, _ in live],
+        [zeros[value] for value in reads],
+        [_full(s, graph, value) for value, s in live],
+        allow_unused=True,
+    )
+    return [
+        (value, _whole_maps(grad, live[0][1].images))
+        for value, grad in zip(reads, grads, strict=True)
+        if grad is not None
+    ]
+
+
+def _fill(args, tensors: dict):
+    """``args`` with each ``Value`` replaced by ``tensors[value.index]``."""
+    if isinstance(args, Value):
+        return tensors[args.index]
+    if isinstance(args, dict):
+        return {key: _fill(item, tensors) for key, item in args.items()}
+    if isinstance(args, tuple | list):
+        items = [_fill(item, tensors) for item in args]
+        return items if isinstance(args, list) else tuple(items)
+    return args
+
+
+def _full(signal: Signal, graph: Graph, value: int) -> torch.Tensor:
+    """The signal as a whole tensor of the value's shape (M, ...)."""
+    return signal.values if signal.origin is None else to_full(signal, _map_size(graph.shapes[value]))
 
 
 def _whole_maps(values: torch.Tensor, images: torch.Tensor) -> Signal:
-    """A signal whose windows are the whole maps (or flat, for 2D values)."""
-    if values.ndim == 2:
+    """A signal whose windows are the whole maps (or whole tensors, for values that are not 4D)."""
+    if values.ndim != 4:
         return Signal(values, None, images)
     return Signal(values, torch.zeros((len(values), 2), dtype=torch.long, device=values.device), images)
 
 
-LINEAR_MAP = Step(_reverse_vjp)
-IDENTITY = Step(_reverse_identity)
-MIRROR_STEPS = {
-    nn.Conv2d: Step(_reverse_conv),
-    nn.Linear: Step(_reverse_linear),
-    nn.ReLU: Step(_reverse_relu, _record_positive),
-    nn.MaxPool2d: Step(_reverse_max_pool, _record_switches),
-    nn.AdaptiveMaxPool2d: Step(_reverse_max_pool, _record_switches),
-    nn.AvgPool2d: LINEAR_MAP,
-    nn.AdaptiveAvgPool2d: LINEAR_MAP,
-    nn.Flatten: Step(_reverse_reshape),
-    nn.Unflatten: Step(_reverse_reshape),
-    nn.Dropout: IDENTITY,
-    nn.Dropout2d: IDENTITY,
-    nn.AlphaDropout: IDENTITY,
-    nn.Identity: IDENTITY,
-    nn.BatchNorm1d: Step(_reverse_batch_norm),
-    nn.BatchNorm2d: Step(_reverse_batch_norm),
+T = torch.Tensor
+ADDITIONS = {
+    torch.add,
+    T.add,
+    T.add_,
+    T.__add__,
+    T.__iadd__,
+    T.__radd__,
+    torch.sub,
+    T.sub,
+    T.sub_,
+    T.__sub__,
+    T.__isub__,
+    T.__rsub__,
 }
-NORMALISATIONS = (nn.LocalResponseNorm, nn.CrossMapLRN2d)
+MULTIPLICATIONS = {torch.mul, T.mul, T.mul_, T.__mul__, T.__imul__, T.__rmul__}
+DIVISIONS = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
+CONCATENATIONS = {torch.cat, torch.concat, torch.concatenate}
+RESHAPES = {
+    torch.flatten, T.flatten, T.view, T.reshape, torch.reshape, T.unflatten, torch.unflatten, T.view_as,
+    T.reshape_as, T.squeeze, torch.squeeze, T.unsqueeze, torch.unsqueeze,
+}  # fmt: skip
+IDENTITIES = {
+    T.contiguous, T.clone, torch.clone, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
+    F.feature_alpha_dropout,
+}  # fmt: skip
+LINEAR_MAPS = {
+    F.adaptive_avg_pool2d, F.avg_pool2d, F.pad, torch.mean, T.mean, torch.sum, T.sum, torch.permute,
+    T.permute, torch.transpose, T.transpose, T.__getitem__, torch.chunk, T.chunk, torch.split, T.split,
+    torch.stack, F.interpolate, F.conv_transpose2d, torch.neg, T.neg, T.__neg__, *ADDITIONS, *CONCATENATIONS,
+}  # fmt: skip
+
+CONVOLUTION = Step(_reverse_conv)
+MAX_POOL = Step(_reverse_max_pool, before=_record_switches)
+AVG_POOL_STEP = Step(_reverse_avg_pool)
+RELU = Step(_reverse_relu, record=_record_output_positive)
+RECTIFIER = Step(_reverse_relu, before=_record_input_positive)
+VJP_AT_INPUT = Step(_reverse_vjp_at_input, before=_record_input)
+LINEAR = Step(_reverse_linear)
+BATCH_NORM_STEP = Step(_reverse_batch_norm)
+IDENTITY = Step(_reverse_identity)
 RESHAPE = Step(_reverse_reshape)
-VJP_AT_INPUT = Step(_reverse_vjp, before=_copy_input)
-RECTIFIER = Step(_reverse_relu, before=_positive_input)
-# rectifier-like activation modules (``deconvlab.engine.rules``), by the function their forward calls
-RECTIFIER_MODULES = {
-    nn.ReLU6: "hardtanh", nn.Hardtanh: "hardtanh", nn.LeakyReLU: "leaky_relu", nn.PReLU: "prelu",
-    nn.RReLU: "rrelu", nn.ELU: "elu", nn.CELU: "celu", nn.SELU: "selu", nn.GELU: "gelu", nn.SiLU: "silu",
-    nn.Hardswish: "hardswish", nn.Mish: "mish",
-}  # fmt: skip
-OTHER_ACTIVATION_MODULES = {
-    nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid", nn.Tanh: "tanh", nn.Softplus: "softplus",
-    nn.Softsign: "softsign", nn.LogSigmoid: "logsigmoid", nn.Tanhshrink: "tanhshrink", nn.GLU: "glu",
-}  # fmt: skip
+SCALE = Step(_reverse_scale)
+PAD = Step(_reverse_pad)
+ADD = Step(_reverse_add)
+CAT = Step(_reverse_cat)
+LINEAR_MAP = Step(_reverse_linear_map)
 
 
-def _is_rectifier(module: nn.Module) -> bool:
-    """A rectifier-like activation module: hardtanh only as ReLU6 (``min_val`` 0)."""
-    if type(module) is nn.Hardtanh:
-        return module.min_val == 0
-    return type(module) in RECTIFIER_MODULES
+def _refused(message: str, at_once: bool = False, activation: bool = False) -> MirrorRefused:
+    refusal = MirrorRefused(message)
+    refusal.at_once, refusal.activation = at_once, activation
+    return refusal
 
 
-def _step_for(module: nn.Module | None, rule: Rule, allow_vjp: bool, strict: bool, name: str) -> Step:
-    """The mirror step of the module called ``name`` (None: a reshape between modules)."""
-    if module is None:
-        return RESHAPE
-    if isinstance(module, NORMALISATIONS):
+def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool, strict: bool, kind: str):
+    """The mirror step of a call (``node`` with its live ``args``), or a ``MirrorRefused`` raised:
+    ``at_once`` for an activation the autograd engine also refuses when it is called."""
+    func, where = node.func, f"module {node.module!r} ({kind})"
+    values_read = len(node.inputs)
+    if func in RELUS:
+        return _with_rule(RELU, rule)
+    if func in NORMALISATIONS:
         return IDENTITY if rule.skip_normalisation else VJP_AT_INPUT
-    step = MIRROR_STEPS.get(type(module))
-    if step is not None:
-        return step
-    if _is_rectifier(module) and (rule.exact_elsewhere or not strict):
-        return VJP_AT_INPUT if rule.exact_elsewhere else RECTIFIER
-    if allow_vjp:
+    rectifier = is_rectifier(func, args, kwargs)
+    if rectifier or func in GATES or func in OTHER_ACTIVATIONS or func in (F.hardtanh, F.hardtanh_):
+        if rule.exact_elsewhere:
+            return VJP_AT_INPUT
+        if rectifier and not strict:
+            return _with_rule(RECTIFIER, rule)
+        if allow_vjp:
+            return VJP_AT_INPUT
+        if rectifier:
+            raise _refused(
+                f"{where}: strict=True, and the {rule.name} rule is only defined for ReLUs; pass "
+                "strict=False to take the rule at this rectifier-like activation, or allow_vjp=True to use "
+                "its vector-Jacobian product", at_once=True, activation=True,
+            )  # fmt: skip
+        raise _refused(
+            f"{where}: an activation other than ReLU ({node.function}) that is not rectifier-like, and the "
+            f"{rule.name} rule is only defined for ReLUs; the mirror engine does not take multiplicative "
+            "gates yet: use engine='autograd', where gates are constants, or pass allow_vjp=True to use "
+            "its vector-Jacobian product",
+            at_once=strict or func not in GATES, activation=True,
+        )  # fmt: skip
+    if func is torch.conv2d and values_read == 1 and isinstance(node.args[0], Value):
+        return CONVOLUTION
+    if func in (F.max_pool2d, F.adaptive_max_pool2d) and values_read == 1:
+        return MAX_POOL
+    if func is F.batch_norm and values_read == 1:
+        bound = _arguments(node, BATCH_NORM, {"training": False})
+        if bound["training"] or bound["running_var"] is None:
+            raise _refused(
+                f"{where} calls batch_norm with batch statistics (training=True or no running_var): not a "
+                "fixed scale, so the mirror engine cannot take it; use engine='autograd'"
+            )
+        return BATCH_NORM_STEP
+    if func is F.linear and values_read == 1 and isinstance(node.args[0], Value):
+        return LINEAR
+    if func in RESHAPES and values_read == 1 and not any(isinstance(a, torch.dtype) for a in node.args):
+        return RESHAPE
+    if (
+        func in IDENTITIES
+        and values_read == 1
+        and not _arguments(node, ("p", "training"), {}).get("training")
+    ):
+        return IDENTITY
+    if func in MULTIPLICATIONS | DIVISIONS and values_read == 1:
+        constant = next(arg for arg in node.args[:2] if not isinstance(arg, Value))
+        if func in DIVISIONS and not isinstance(node.args[0], Value):
+            raise _refused(f"{where} divides by a tensor computed from the image; use engine='autograd'")
+        return SCALE if isinstance(constant, int | float) else LINEAR_MAP
+    if func is F.avg_pool2d and _windowed_avg_pool(node):
+        return AVG_POOL_STEP
+    if func is F.pad and _windowed_pad_args(node, args):
+        return PAD
+    if func in ADDITIONS and _windowed_add_args(node, args):
+        return ADD
+    if func in CONCATENATIONS and _cat_dim(node) in (1, -3) and isinstance(node.args[0], list | tuple):
+        return CAT
+    if func in LINEAR_MAPS:
+        return LINEAR_MAP
+    if allow_vjp and values_read == 1 and isinstance(node.args[0], Value):
         return VJP_AT_INPUT
-    known = ", ".join(sorted({t.__name__ for t in (*MIRROR_STEPS, *NORMALISATIONS)}))
-    kind = type(module).__name__
-    if _is_rectifier(module):
-        raise ValueError(
-            f"module {name!r} ({kind}): strict=True, and the {rule.name} rule is only defined for ReLUs; "
-            "pass strict=False to take the rule at this rectifier-like activation, or allow_vjp=True to use "
-            "its vector-Jacobian product"
-        )
-    if type(module) in OTHER_ACTIVATION_MODULES:
-        raise ValueError(
-            f"module {name!r} ({kind}): an activation other than ReLU that is not rectifier-like, and the "
-            f"{rule.name} rule is only defined for ReLUs; the mirror engine cannot take it yet (a sigmoid "
-            "gate multiplies another path, which a chain of modules cannot follow): use "
-            "engine='autograd', where gates are constants, or pass allow_vjp=True to use its "
-            "vector-Jacobian product"
-        )
-    raise ValueError(
-        f"module {name!r} of type {kind}: the mirror engine has no mirror step for it (known: {known}, "
-        f"and rectifier-like activations); pass allow_vjp=True to use its vector-Jacobian product, or use "
-        "engine='autograd'"
+    what = (
+        "multiplies two tensors computed from the image (a gate, attention)"
+        if func in MULTIPLICATIONS
+        else (f"calls {node.function}")
+    )
+    raise _refused(
+        f"{where} {what}, which the mirror engine cannot pass the signal through; use engine='autograd' "
+        "(or allow_vjp=True for the vector-Jacobian product of a single-input function)"
     )
 
 
-def activations(
-    calls: list[Call], rule: Rule, allow_vjp: bool, strict: bool
-) -> tuple[tuple[str, str, str], ...]:
-    """``(module, function, policy)`` for each activation module other than ReLU in the chain, in call
-    order, as the autograd engine reports them (``rule_relus.applied``)."""
+def _with_rule(step: Step, rule: Rule) -> Step:
+    """The step, knowing its rule (the ReLU step applies it)."""
+    return _RuledStep(step.reverse, step.record, step.before, rule)
+
+
+@dataclass(frozen=True)
+class _RuledStep(Step):
+    rule: Rule = None
+
+
+def activations(graph: Graph) -> tuple[tuple[str, str, str], ...]:
+    """``(module, function, policy)`` for each activation other than ReLU in the graph, in call order,
+    as the autograd engine reports them (``rule_relus.applied``)."""
     found = {}
-    for call in calls:
-        kind = type(call.module)
-        function = RECTIFIER_MODULES.get(kind) or OTHER_ACTIVATION_MODULES.get(kind)
-        if function is None:
-            continue
-        step = _step_for(call.module, rule, allow_vjp, strict, call.name)
-        found[(call.name, function)] = "rectifier" if step is RECTIFIER else "gradient"
-    return tuple((name, function, policy) for (name, function), policy in found.items())
+    for node in graph.nodes:
+        step = node.data[0] if isinstance(node.data, tuple) else None
+        if step is not None and step.before is _record_input_positive:
+            found.setdefault((node.module, node.function), "rectifier")
+        elif step is VJP_AT_INPUT and node.func not in NORMALISATIONS:
+            found.setdefault((node.module, node.function), "gradient")
+    return tuple((module, function, policy) for (module, function), policy in found.items())

@@ -20,7 +20,7 @@ torch.Size([4, 1, 8, 8])
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -38,7 +38,7 @@ from deconvlab.engine._model import (
 )
 from deconvlab.engine.rules import Rule, get_rule
 
-ENGINES = ("autograd", "mirror")
+ENGINES = ("auto", "autograd", "mirror")
 SEEDS = ("activation", "one")
 MEMORY_BUDGET = 2**30  # bytes per chunk (mirror windows, autograd graphs) when no chunk_size is given
 # On CPU the mirror's chunks are sized to stay in cache: ZFNet's conv5 (benchmarks/deconvnet.py) runs
@@ -56,7 +56,8 @@ class ProjectionInfo:
     ``forward_passes``: images forwarded; ``backward_passes``: backward (or mirror) passes run.
     ``activations``: the activations other than ReLU below the layer, ``(module, function, policy)``
     with policy "rectifier", "gate" or "gradient" (see ``deconvlab.engine.rules``); empty on a ReLU
-    network.
+    network. ``engine`` is the engine that ran; under ``engine="auto"``, ``mirror_refusal`` is why the
+    mirror did not (the first line of its refusal; empty when it ran).
     """
 
     engine: str
@@ -67,6 +68,7 @@ class ProjectionInfo:
     forward_passes: int
     backward_passes: int
     activations: tuple[tuple[str, str, str], ...] = ()
+    mirror_refusal: str = ""
 
 
 def project(
@@ -76,7 +78,7 @@ def project(
     units,
     *,
     rule: str | Rule = "deconvnet",
-    engine: str = "autograd",
+    engine: str = "auto",
     seed: str = "activation",
     chunk_size: int | None = None,
     allow_vjp: bool = False,
@@ -92,10 +94,12 @@ def project(
     ``inputs`` (N, C, H, W); ``layer`` a name from ``model.named_modules()``; ``units`` an integer tensor
     or array, one row per unit: (image_index, channel, y, x) or (image_index, feature).
     ``rule``: "deconvnet", "guided" or "gradient" (or a ``Rule``).
-    ``engine``: "autograd" (any model: images forwarded once, in groups; each backward pass carries one
-    unit of every image of the group) or "mirror" (the paper's explicit deconvnet for chains of known
-    modules: all images forwarded once, units going down together in chunks, each in its
-    receptive-field window: faster).
+    ``engine``: "mirror" (the paper's explicit deconvnet over the model's graph: all images forwarded
+    once, units going down together in chunks, each in its receptive-field window: faster), "autograd"
+    (any model: images forwarded once, in groups; each backward pass carries one unit of every image of
+    the group), or "auto" (the default): the mirror wherever it can run, else the autograd engine
+    (``projection_info.engine`` says which ran, ``projection_info.mirror_refusal`` why not the mirror).
+    Under "auto" a model the mirror refuses is forwarded twice (the mirror's reading, then autograd's).
     ``chunk_size``: the most units per backward pass (mirror: units; autograd: images per group);
     default: as many as fit in about 1 GiB (the mirror on the CPU: in about 64 MiB, to stay in cache).
     ``allow_vjp``: accept the plain gradient of activations and modules the rule does not define.
@@ -119,14 +123,31 @@ def project(
     find_layer(model, layer)
     rows = as_unit_rows(units)
     _check_image_indices(rows[:, 0], len(inputs))
-    run = _project_autograd if engine == "autograd" else _project_mirror
     options = {"allow_vjp": allow_vjp, "strict": strict}
     with frozen_eval(model):
-        projections, activations, info = run(model, inputs, layer, rows, rule, seed, chunk_size, options)
+        projections, activations, info = _run(
+            engine, model, inputs, layer, rows, rule, seed, chunk_size, options
+        )
     projections, activations = projections.to(device), activations.to(device)
     projections.projection_info, projections.unit_activations = info, activations
     log.info("project: %s", info)
     return projections
+
+
+def _run(engine, model, inputs, layer, rows, rule, seed, chunk_size, options):
+    """The chosen engine; under "auto" the mirror, or the autograd engine where the mirror refuses."""
+    if engine == "autograd":
+        return _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, options)
+    try:
+        return _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, options)
+    except mirror.MirrorRefused as refusal:
+        if engine == "mirror":
+            raise
+        reason = str(refusal).splitlines()[0]
+    projections, activations, info = _project_autograd(
+        model, inputs, layer, rows, rule, seed, chunk_size, options
+    )
+    return projections, activations, replace(info, mirror_refusal=reason)
 
 
 def _project_autograd(model, inputs, layer, rows, rule, seed, chunk_size, options):
@@ -165,33 +186,33 @@ def _project_mirror(model, inputs, layer, rows, rule, seed, chunk_size, options)
     Without a ``chunk_size``, the first unit goes down alone and its largest window sets the chunk size:
     what fits in ``MEMORY_BUDGET`` on a GPU, in ``CPU_WORKING_SET`` on the CPU.
     """
-    allow_vjp, strict = options["allow_vjp"], options["strict"]
-    calls, output = mirror.record_forward(model, inputs, layer, rule, allow_vjp, strict)
+    graph = mirror.record_forward(model, inputs, layer, rule, options["allow_vjp"], options["strict"])
+    output = graph.tensor
     check_units(rows, layer, tuple(output.shape))
     rows = rows.to(inputs.device)
     projections = inputs.new_zeros((len(rows), *inputs.shape[1:]), dtype=torch.float32)
     first = 0  # units already projected
     if chunk_size is None:
-        peak = _mirror_chunk(calls, output, rows[:1], projections[:1], rule, seed, options)
+        peak = _mirror_chunk(graph, rows[:1], projections[:1], seed)
         budget = CPU_WORKING_SET if inputs.device.type == "cpu" else MEMORY_BUDGET
         chunk_size, first = max(1, budget // (4 * peak)), 1
     backward_passes = first
     for start in range(first, len(rows), chunk_size):
         chunk = slice(start, start + chunk_size)
-        _mirror_chunk(calls, output, rows[chunk], projections[chunk], rule, seed, options)
+        _mirror_chunk(graph, rows[chunk], projections[chunk], seed)
         backward_passes += 1
     chunk_size = min(chunk_size, len(rows))
-    applied = mirror.activations(calls, rule, **options)
+    applied = mirror.activations(graph)
     info = ProjectionInfo(
         "mirror", rule.name, seed, len(rows), chunk_size, len(inputs), backward_passes, applied
     )
     return projections, output[tuple(rows.T)].float(), info
 
 
-def _mirror_chunk(calls, output, rows, out, rule, seed, options) -> int:
-    """Write the projections of ``rows`` into ``out``; return the largest window's bytes."""
+def _mirror_chunk(graph, rows, out, seed) -> int:
+    """Write the projections of ``rows`` into ``out``; return the most bytes the signals held at once."""
     with torch.no_grad():  # the weights may require grad: build no graph
-        signal, peak = mirror.reverse(calls, mirror.seed_signal(output, rows, seed), rule, **options)
+        signal, peak = mirror.reverse(graph, mirror.seed_signal(graph.tensor, rows, seed))
     if signal.origin is None:
         out.copy_(signal.values.reshape(out.shape))
     else:
