@@ -50,6 +50,7 @@ from deconvlab.analyses.scan_hooks import StopForward, channel_maxima, evaluatin
 from deconvlab.analyses.scan_topk import NO_IMAGE, LayerTopK, TopK
 from deconvlab.data.decode import UnreadableImage
 from deconvlab.data.readable import Readable, collate_readable
+from deconvlab.data.shards import TarShards
 from deconvlab.engine.receptive import ReceptiveField, receptive_field
 
 __all__ = ["TopK", "LayerTopK", "topk_scan", "conv_layer_names"]
@@ -93,10 +94,16 @@ def topk_scan(
     batch (and its checkpoint, if due). Images load in ``num_workers`` DataLoader worker processes.
     """
     layers = list(conv_layer_names(model) if layers is None else layers)
-    _check_arguments(model, dataset, layers, k, batch_size, num_workers, out, resume, checkpoint_every)
-    device = torch.device(device) if device is not None else default_device()
-    if amp and device.type != "cuda":
-        raise ValueError(f"amp=True: mixed precision needs a CUDA device, and the scan runs on {device}")
+    if isinstance(dataset, TarShards):
+        from deconvlab.analyses.scan_stream import scan_shards
+
+        options = {"k": k, "batch_size": batch_size, "num_workers": num_workers, "out": out, "resume": resume,
+                   "progress": progress, "checkpoint_every": checkpoint_every, "device": device, "amp": amp,
+                   "on_batch": on_batch}  # fmt: skip
+        return scan_shards(model, dataset, layers, **options)
+    _check_arguments(model, layers, k, batch_size, num_workers, out, resume, checkpoint_every)
+    _check_dataset(dataset)
+    device = _device(device, amp)
     rank, world = rank_and_world()
     _prepare(model, device)
     first = _first_readable(dataset)
@@ -154,9 +161,14 @@ def topk_scan(
     return result
 
 
-def _check_arguments(
-    model, dataset, layers, k, batch_size, num_workers, out, resume, checkpoint_every
-) -> None:
+def _device(device, amp: bool) -> torch.device:
+    device = torch.device(device) if device is not None else default_device()
+    if amp and device.type != "cuda":
+        raise ValueError(f"amp=True: mixed precision needs a CUDA device, and the scan runs on {device}")
+    return device
+
+
+def _check_arguments(model, layers, k, batch_size, num_workers, out, resume, checkpoint_every) -> None:
     for name, value, least in (
         ("k", k, 1),
         ("batch_size", batch_size, 1),
@@ -175,6 +187,9 @@ def _check_arguments(
         raise ValueError(
             f"layers={unknown}: not modules of the model; known names: {', '.join(sorted(known))}"
         )
+
+
+def _check_dataset(dataset) -> None:
     if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
         raise ValueError(f"dataset={type(dataset).__name__}: expected a map-style dataset (len and indexing)")
     if len(dataset) == 0:
@@ -269,9 +284,10 @@ def _fingerprint(model, layers, shapes, k, batch_size, num_images, world) -> str
 
 
 def _save_progress(
-    path: Path, done: int, state: dict[str, LayerTopK], skipped: list, fingerprint: str
+    path: Path, done: int, state: dict[str, LayerTopK], skipped: list, fingerprint: str, **extra
 ) -> None:
     payload = {
+        **extra,
         "fingerprint": fingerprint,
         "batches_done": done,
         "skipped": [list(item) for item in skipped],
@@ -292,6 +308,12 @@ def _save_progress(
 
 def _load_progress(path: Path, world: int, fingerprint: str):
     """(batches done, state, skipped) from this rank's checkpoint, or None when there is none."""
+    loaded = _read_progress(path, world, fingerprint)
+    return None if loaded is None else loaded[:3]
+
+
+def _read_progress(path: Path, world: int, fingerprint: str):
+    """(batches done, state, skipped, the whole payload) from this rank's checkpoint, or None."""
     others = sorted(p.name for p in path.parent.glob("rank*-of*.pt") if not p.name.endswith(f"-of{world}.pt"))
     if others:
         raise ValueError(
@@ -315,7 +337,7 @@ def _load_progress(path: Path, world: int, fingerprint: str):
         )
         for name, saved in payload["layers"].items()
     }
-    return payload["batches_done"], state, [tuple(item) for item in payload["skipped"]]
+    return payload["batches_done"], state, [tuple(item) for item in payload["skipped"]], payload
 
 
 def _merge_ranks(state: dict[str, LayerTopK], skipped: list, layers: list[str]):
@@ -326,8 +348,7 @@ def _merge_ranks(state: dict[str, LayerTopK], skipped: list, layers: list[str]):
     for name in layers:
         layer = gathered[0][0][name]
         for other, _ in gathered[1:]:
-            theirs = other[name]
-            layer = layer.merged(theirs.values.T, theirs.images.T, np.swapaxes(theirs.positions, 0, 1))
+            layer = layer.union(other[name])
         merged[name] = layer
     return merged, sorted(item for _, theirs in gathered for item in theirs)
 

@@ -64,6 +64,10 @@ class LayerTopK:
             shape=self.shape,
         )
 
+    def union(self, other: LayerTopK) -> LayerTopK:
+        """The top k of both lists (of two disjoint sets of images: batches, shards, ranks)."""
+        return self.merged(other.values.T, other.images.T, np.swapaxes(other.positions, 0, 1))
+
     def entries(self, channel: int) -> list[tuple[int, float, tuple[int, int]]]:
         """(image index, value, (y, x)) of one channel, strongest first, empty slots left out."""
         return [

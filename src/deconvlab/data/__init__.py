@@ -5,7 +5,9 @@ indexed, see ``deconvlab.data.folder``):
 
 - a folder ``root/<class>/<images>`` or a flat folder of images: every image;
 - a folder with ``train``/``val``/``test`` subfolders: every image of every split, or one split;
-- a text file of image paths (optional labels): every image named.
+- a text file of image paths (optional labels): every image named;
+- tar shards in the WebDataset layout, ``"shards/train-{000000..000146}.tar"`` (or one ``.tar``): every
+  sample, streamed in order (``deconvlab.data.shards``; the scan reads them, not random access).
 
 A split of a folder without split subfolders is taken by a hash of each file's path (80/10/10), only
 when asked for.
@@ -26,6 +28,7 @@ from deconvlab.data.builtin import CLASSES, BuiltinDataset
 from deconvlab.data.decode import UnreadableImage, read_image
 from deconvlab.data.folder import SPLIT_BUCKETS, ImageFiles, ImageFolder, ImageList, folder_listing
 from deconvlab.data.readable import Readable, Unreadable, collate_readable
+from deconvlab.data.shards import TarShards
 from deconvlab.data.transforms import (
     MEAN,
     STD,
@@ -48,6 +51,7 @@ __all__ = [
     "ImageFolder",
     "ImageList",
     "Readable",
+    "TarShards",
     "Unreadable",
     "UnreadableImage",
     "collate_readable",
@@ -74,7 +78,7 @@ def load_dataset(
     check: bool = True,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
-) -> BuiltinDataset | ImageFiles:
+) -> BuiltinDataset | ImageFiles | TarShards:
     """``"builtin"`` (64 pixels unless ``image_size``), an image folder or a list of images (224 unless
     ``image_size``), normalised with ``mean`` and ``std``.
 
@@ -88,6 +92,10 @@ def load_dataset(
         return BuiltinDataset(split or "val", image_size or 64, seed=seed, size=size, mean=mean, std=std)
     if size is not None:
         raise ValueError(f"size={size!r}: only the builtin dataset can be cut, not data={str(spec)!r}")
+    if _is_shards(str(spec)):
+        if split is not None:
+            raise ValueError(f"split={split!r}: data={str(spec)!r} are tar shards, which have no splits")
+        return TarShards(str(spec), image_size=image_size or 224, mean=mean, std=std)
     if split is not None and split not in SPLIT_BUCKETS:
         raise ValueError(f"split={split!r}: choose one of {sorted(SPLIT_BUCKETS)} or None (every image)")
     options = {"image_size": image_size or 224, "check": check, "mean": mean, "std": std}
@@ -126,3 +134,12 @@ def _every_split(root: Path, split: str | None, options: dict) -> ImageFiles:
         paths += files
         labels += [number[names[i]] if i >= 0 else -1 for i in indices]
     return ImageFiles(paths, labels, classes, name=str(root), **options)
+
+
+def _is_shards(spec: str) -> bool:
+    """A tar file, a brace pattern of them, or a webdataset URL (``pipe:``, ``http://``, ...) of them.
+
+    >>> _is_shards("shards/train-{000000..000003}.tar"), _is_shards("photos/"), _is_shards("list.txt")
+    (True, False, False)
+    """
+    return spec.endswith(".tar") or (".tar" in spec and ("{" in spec or ":" in spec))
