@@ -15,8 +15,10 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+from typer.testing import CliRunner
 
 from deconvlab.analyses import topk_scan
+from deconvlab.cli import app
 from deconvlab.data import ImageFiles, TarShards, load_dataset
 from deconvlab.data.shards import SHARD_STRIDE
 
@@ -130,19 +132,24 @@ def test_workers_and_resume_give_the_same_bytes(data, tmp_path):
     assert (tmp_path / "cut" / "topk.json").read_bytes() == whole
 
 
-def test_torchrun_two_processes_on_shards_equal_one(data, tmp_path):
+def test_torchrun_two_processes_on_shards_equal_one(data, tmp_path, monkeypatch):
     root, _, _ = data
     argv = ["scan", "--model", "shard_net:build", "--data", pattern(root), "--layers", "0,3", "--k", "3",
             "--batch-size", "2", "--num-workers", "2", "--no-progress"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(root)}
-    runs = {
-        "single": [sys.executable, "-m", "deconvlab", *argv, "--out", str(tmp_path / "single")],
-        "two": [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                "-m", "deconvlab", *argv, "--out", str(tmp_path / "two")],
-    }  # fmt: skip
-    for command in runs.values():
-        run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=root)
-        assert run.returncode == 0, run.stderr[-3000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "deconvlab", *argv, "--out", str(tmp_path / "two")]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env, cwd=root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each torchrun process
+    try:
+        single = CliRunner().invoke(app, [*argv, "--out", str(tmp_path / "single")])
+    finally:
+        torch.set_num_threads(threads)
+    assert single.exit_code == 0, single.output
     assert (tmp_path / "two" / "topk.json").read_bytes() == (tmp_path / "single" / "topk.json").read_bytes()
     assert json.loads((tmp_path / "two" / "topk.json").read_text())["num_images"] == SHARDS * PER_SHARD - 3
 

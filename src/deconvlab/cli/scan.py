@@ -21,7 +21,12 @@ def scan(
     out: Path = typer.Option(..., "--out", help="Folder for topk.json and the progress checkpoints."),
     model: str = model_option(),
     weights: str | None = WEIGHTS,
-    data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
+    data: str = typer.Option(
+        "builtin",
+        "--data",
+        help="'builtin', an image folder (<folder>/<class>/* or flat), a text file of image paths, or tar "
+        "shards ('shards/train-{000000..000146}.tar', WebDataset layout).",
+    ),
     split: str | None = typer.Option(
         None, "--split", help="train, val or test: one split of the data; default every image (builtin: val)."
     ),
