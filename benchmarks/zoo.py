@@ -459,7 +459,7 @@ def store_row(path: Path, row: dict) -> dict:
 
 def summary(rows: list[dict]) -> dict[str, int]:
     """How many rows are ✓ per capability."""
-    return {c: sum(row["cells"][c].startswith("✓") for row in rows) for c in CAPABILITIES}
+    return {c: sum(row["cells"].get(c, "").startswith("✓") for row in rows) for c in CAPABILITIES}
 
 
 def table(rows: list[dict], command: str, cache: Path | None) -> str:
@@ -475,7 +475,9 @@ def table(rows: list[dict], command: str, cache: Path | None) -> str:
         + (f" from the per-model cache `{cache.resolve().relative_to(ROOT)}`" if cache else "")
         + " (run in pieces: `OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/zoo.py --family NAME`; "
         "`--rerun` recomputes).",
-        f"Rows computed {dates[0]} to {dates[-1]} at commit(s) {', '.join(commits)};",
+        f"Rows computed {dates[0]} to {dates[-1]} at commit(s) {', '.join(commits)} (a row's commit: HEAD "
+        "when its process started; `+edits`: src had uncommitted changes then; rows of different commits "
+        "may differ as the engine changes);",
         "versions: " + "; ".join(", ".join(f"{k} {v}" for k, v in version) for version in versions) + ";",
         "machine: " + "; ".join(machines) + ".",
         "",
@@ -488,7 +490,10 @@ def table(rows: list[dict], command: str, cache: Path | None) -> str:
         "",
     ]
     counts = summary(rows)
-    lines += [f"- {capability}: {counts[capability]}/{len(rows)}" for capability in CAPABILITIES]
+    for capability in CAPABILITIES:
+        tried = sum(capability in row["cells"] for row in rows)
+        later = f" ({len(rows) - tried} rows predate it)" if tried < len(rows) else ""
+        lines.append(f"- {capability}: {counts[capability]}/{tried}{later}")
     missing = [spec for spec in all_specs() if spec not in {row["spec"] for row in rows}]
     if missing and cache:
         lines += ["", f"Not run yet ({len(missing)}): " + ", ".join(missing) + "."]
@@ -498,7 +503,9 @@ def table(rows: list[dict], command: str, cache: Path | None) -> str:
     for row in rows:
         shape = "x".join(str(s) for s in row["shape"][1:]) if row["shape"] else ""
         layer = f"`{row['layer']}` ({shape})" if row["layer"] else ""
-        cells = [row["cells"][capability] for capability in CAPABILITIES]
+        cells = [
+            row["cells"].get(capability, "not run (added after this row)") for capability in CAPABILITIES
+        ]
         lines.append(
             "| "
             + " | ".join(
