@@ -1,19 +1,25 @@
-"""deconvlab.project against Captum's NeuronDeconvolution on a ZFNet-sized network, measured in one run.
+"""deconvlab.project against Captum's NeuronDeconvolution, measured in one run.
 
-The task (issue 4): ZFNet (``deconvlab.models.create("zfnet")``, random weights), 224x224 input, conv5
+Cases (``--case``; issue 13's goals for the default call in brackets):
+
+- ``zfnet`` [10x]: ZFNet (``deconvlab.models.create("zfnet")``, random weights), 224x224 input, conv5
 (``features.12``): the strongest activation of each of the 256 channels in each of 9 images, 2,304
 projections. Captum is called once per channel with the 9 images batched (a callable neuron selector
 picks each image's own position). Its contrast-normalisation layers are swapped for Identity in both
 runs: Captum backpropagates through them, the paper's deconvnet (ours) passes the signal unchanged,
 and the comparison must be of the same computation.
+- ``resnet50-layer2`` [6x], ``resnet50-layer3`` [2.5x]: torchvision's resnet50 (random weights, eval
+  BatchNorm), 4 images 224x224, the strongest unit of 16 channels in each image (64 projections);
+- ``vgg16-features.28`` [4x]: torchvision's vgg16 (random weights), 2 images, 16 channels (32).
 
-Captum's full run takes minutes on a laptop CPU, so by default it is timed on ``--captum-channels``
+On ZFNet, Captum's full run takes minutes on a laptop CPU, so by default it is timed on ``--captum-channels``
 channels and extrapolated linearly to 256 (each channel is one independent call of the same cost);
 its projections are compared with ours on those channels. ``--captum-channels 256`` runs all of it.
 Both sides are run ``--repeats`` times, interleaved, and each keeps its best time (a shared machine's
 load only ever adds time).
 
     .venv/bin/python benchmarks/deconvnet.py            # prints the figures quoted in the README
+    .venv/bin/python benchmarks/deconvnet.py --case resnet50-layer2 --repeats 2
 """
 
 from __future__ import annotations
@@ -29,7 +35,13 @@ from torch import nn
 from deconvlab.engine import project, strongest_units
 from deconvlab.models import create
 
-LAYER = "features.12"  # conv5
+LAYER = "features.12"  # conv5 of ZFNet
+# case -> (torchvision model, layer, images, channels); zfnet is the default case
+TORCHVISION_CASES = {
+    "resnet50-layer2": ("resnet50", "layer2", 4, 16),
+    "resnet50-layer3": ("resnet50", "layer3", 4, 16),
+    "vgg16-features.28": ("vgg16", "features.28", 2, 16),
+}
 
 
 def zfnet_without_contrast_norm() -> nn.Module:
@@ -41,9 +53,17 @@ def zfnet_without_contrast_norm() -> nn.Module:
     return model
 
 
-def run_captum(model: nn.Module, images: torch.Tensor, units: torch.Tensor, channels: list[int]):
+def torchvision_case(case: str) -> tuple[nn.Module, str, int, int]:
+    import torchvision
+
+    name, layer, images, channels = TORCHVISION_CASES[case]
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)().eval(), layer, images, channels
+
+
+def run_captum(model: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, channels: list[int]):
     """Captum's projections of ``units`` for ``channels``, one call per channel; and the seconds taken."""
-    deconvolution = NeuronDeconvolution(model, model.get_submodule(LAYER))
+    deconvolution = NeuronDeconvolution(model, model.get_submodule(layer))
     rows = torch.arange(len(images))
     results = {}
     start = time.perf_counter()
@@ -61,21 +81,27 @@ def run_captum(model: nn.Module, images: torch.Tensor, units: torch.Tensor, chan
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=int, default=9)
-    parser.add_argument("--captum-channels", type=int, default=8, help="channels Captum is timed on")
+    parser.add_argument("--case", default="zfnet", choices=["zfnet", *TORCHVISION_CASES])
+    parser.add_argument("--images", type=int, default=9, help="images (zfnet)")
+    parser.add_argument("--captum-channels", type=int, default=8, help="channels Captum is timed on (zfnet)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--engines", default="mirror,autograd", help="deconvlab engines to time")
+    parser.add_argument("--engines", default="auto", help="deconvlab engines to time (auto: the default)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of both sides; each keeps its best")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=UserWarning, module="captum")
-    model = zfnet_without_contrast_norm()
-    images = torch.randn(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(1))
-    units = strongest_units(model, images, LAYER)  # (image, channel, y, x), image by image
+    if args.case == "zfnet":
+        model, layer, count, all_channels = zfnet_without_contrast_norm(), LAYER, args.images, 256
+        channels = list(range(256))[:: max(1, 256 // args.captum_channels)][: args.captum_channels]
+    else:
+        model, layer, count, all_channels = torchvision_case(args.case)
+        channels = list(range(all_channels))
+    images = torch.randn(count, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    # (image, channel, y, x), image by image
+    units = strongest_units(model, images, layer, channels=list(range(all_channels)))
     units_by_channel = units[torch.argsort(units[:, 1] * len(images) + units[:, 0])]
-    channels = list(range(256))[:: max(1, 256 // args.captum_channels)][: args.captum_channels]
-    print(f"ZFNet conv5, {len(images)} images 224x224, {len(units)} projections; torch threads "
+    print(f"{args.case} {layer}, {len(images)} images 224x224, {len(units)} projections; torch threads "
           f"{torch.get_num_threads()}")  # fmt: skip
 
     # Captum is timed in two halves, before and after deconvlab, so that load drifting on a shared
@@ -84,30 +110,30 @@ def main() -> None:
     engines = args.engines.split(",")
     captum_seconds, best = float("inf"), {engine: (None, float("inf")) for engine in engines}
     for _ in range(args.repeats):
-        theirs, first_seconds = run_captum(model, images, units_by_channel, channels[:half])
+        theirs, first_seconds = run_captum(model, layer, images, units_by_channel, channels[:half])
         for engine in engines:
-            ours, seconds = time_deconvlab(model, images, units, engine)
+            ours, seconds = time_deconvlab(model, layer, images, units, engine)
             best[engine] = (ours, min(seconds, best[engine][1]))
-        later, later_seconds = run_captum(model, images, units_by_channel, channels[half:])
+        later, later_seconds = run_captum(model, layer, images, units_by_channel, channels[half:])
         theirs.update(later)
         captum_seconds = min(captum_seconds, first_seconds + later_seconds)
-    captum_total = captum_seconds * 256 / len(channels)
+    captum_total = captum_seconds * all_channels / len(channels)
     print(f"captum NeuronDeconvolution: {captum_seconds:.1f} s for {len(channels)} channels "
-          f"-> {captum_total:.1f} s for 256 (extrapolated linearly); best of {args.repeats}")  # fmt: skip
+          f"-> {captum_total:.1f} s for {all_channels}; best of {args.repeats}")  # fmt: skip
     for engine, (ours, seconds) in best.items():
         worst = 0.0
         for channel in channels:
             got = ours[units[:, 1] == channel]
             worst = max(worst, float((got - theirs[channel]).abs().max() / theirs[channel].abs().max()))
         info = ours.projection_info
-        print(f"deconvlab engine={engine}: {seconds:.1f} s for {len(units)} (chunk {info.chunk_size}, "
-              f"{info.backward_passes} passes); speedup x{captum_total / seconds:.1f}; "
+        print(f"deconvlab engine={engine} (ran: {info.engine}): {seconds:.1f} s for {len(units)} (chunk "
+              f"{info.chunk_size}, {info.backward_passes} passes); speedup x{captum_total / seconds:.1f}; "
               f"max |diff| / max |captum| = {worst:.1e}")  # fmt: skip
 
 
-def time_deconvlab(model: nn.Module, images: torch.Tensor, units: torch.Tensor, engine: str):
+def time_deconvlab(model: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, engine: str):
     start = time.perf_counter()
-    ours = project(model, images, LAYER, units, rule="deconvnet", engine=engine, seed="one")
+    ours = project(model, images, layer, units, rule="deconvnet", engine=engine, seed="one")
     return ours, time.perf_counter() - start
 
 
