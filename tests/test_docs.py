@@ -1,9 +1,11 @@
-"""The notebooks of examples/ run from top to bottom (nbclient, a fresh kernel each) and are stored
-without outputs. Their cells assert against PyTorch and the definitions (see each notebook)."""
+"""The documentation's moving parts: the notebooks of examples/ run from top to bottom (nbclient, a fresh
+kernel each) and are stored without outputs (their cells assert against PyTorch and the definitions);
+the README's links resolve; the site's doctest fencing. ``make docs`` checks the site's own links."""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -11,9 +13,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 NOTEBOOKS = sorted(EXAMPLES.glob("*.ipynb"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "docs" / "_hooks"))
+sys.path.insert(0, str(ROOT / "docs" / "_hooks"))
 
 
 def test_there_are_the_three_notebooks():
@@ -62,3 +65,12 @@ def test_doctests_are_fenced_for_the_site():
         "",
         "After.",
     ]
+
+
+def test_readme_is_a_front_page_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) <= 150
+    targets = [link.split("#")[0] for link in re.findall(r"\]\(([^)]+)\)", readme)]
+    local = [target for target in targets if not target.startswith(("http://", "https://"))]
+    assert len(local) >= 10
+    assert [target for target in local if not (ROOT / target).exists()] == []
