@@ -35,6 +35,8 @@ SMALL = ReportOptions(
     occlusion_shown=2,
     probe_train_images=600,
     probe_test_images=240,
+    optimize_steps=16,  # a few steps: the numbers are checked, not the optimiser's reach
+    sanity_images=2,
     progress=False,
 )
 
@@ -241,6 +243,66 @@ def test_top9_lists_equal_a_brute_force_scan(demo_report):
         expected = sorted(range(len(column)), key=lambda i: (-float(column[i]), i))[:9]
         assert record["images"] == expected
         np.testing.assert_allclose(record["values"], column[expected], rtol=1e-5)
+
+
+def test_optimised_images_reach_what_the_report_says(demo_report):
+    """Each shown optimised image, read back from its PNG and measured by the library, reaches the
+    activation the report gives; the dataset's best is the top-9's first value; the ratio is theirs."""
+    from deconvlab.analyses.optimize import measure
+    from deconvlab.data import normalize
+
+    model, index, report, *_ = demo_report
+    page = index.read_text()
+    for layer in report["top9"]["layers"]:
+        for record in layer["channels"]:
+            shown = record["optimized"]
+            with Image.open(index.parent / shown["image"]) as image:
+                pixels = np.array(image.convert("RGB"))
+            assert pixels.shape == (64, 64, 3)
+            objective, largest = measure(model, layer["layer"], normalize(pixels)[None], [record["channel"]])
+            np.testing.assert_allclose(shown["activation"], float(largest[0]), rtol=1e-5)
+            assert shown["dataset_max"] == pytest.approx(record["values"][0], rel=1e-6)
+            assert shown["ratio"] == pytest.approx(shown["activation"] / shown["dataset_max"])
+            assert shown["steps"] == SMALL.optimize_steps
+            assert f"{shown['activation']:.3f}" in page
+
+
+def test_fig2_captions_name_each_image_as_the_dataset_does(demo_report):
+    from deconvlab.data import BuiltinDataset
+
+    _, index, report, *_ = demo_report
+    data, page = BuiltinDataset("val"), index.read_text()
+    for layer in report["top9"]["layers"]:
+        for record in layer["channels"]:
+            assert record["sources"] == [data.source(i) for i in record["images"]]
+            assert record["classes"] == [data.classes[data.labels[i]] for i in record["images"]]
+            for source, name in zip(record["sources"], record["classes"], strict=True):
+                assert f"{source} ({name})" in page
+
+
+def test_sanity_section_equals_a_direct_call(demo_report):
+    from deconvlab.analyses.sanity import MEASURES, cascading_randomisation, default_units
+    from deconvlab.data import BuiltinDataset
+
+    model, index, report, *_ = demo_report
+    section = report["sanity"]
+    data = BuiltinDataset("val")
+    assert section["images"] == [0, len(data) - 1]  # SMALL.sanity_images = 2, spread over the split
+    inputs = torch.stack([data[i][0] for i in section["images"]])
+    assert section["layer"] == "classifier.6"  # the logits: the last layer with parameters
+    units = default_units(model, inputs, section["layer"])
+    assert section["units"] == units.tolist()
+    expected = cascading_randomisation(model, inputs, section["layer"], units, seed=SMALL.seed).to_json()
+    assert [s["layer"] for s in section["cascading"]["deconvnet"]] == section["steps"]
+    for rule, steps in expected.items():
+        for got, want in zip(section["cascading"][rule], steps, strict=True):
+            assert got["layer"] == want["layer"]
+            for measure in MEASURES:
+                assert got[measure] == pytest.approx(want[measure], abs=1e-9, nan_ok=True), (rule, got)
+    page = index.read_text()
+    assert "Sanity checks" in page and section["steps"][-1] in page
+    for figure in section["figures"]:
+        assert figure in image_sources(page)
 
 
 # --- a user's folder --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
 from deconvlab.analyses.topgrid import project_dataset_units, project_fast, strongest_channels
 from deconvlab.report import figures as fig
-from deconvlab.report.study import Study, batch, labels_of, per_class, picture
+from deconvlab.report.study import Study, batch, file_names, labels_of, per_class, picture
 
 STAGE_SCAN = ".stages/scan"  # the top-k scan's own resumable progress
 
@@ -512,14 +512,6 @@ def _optimize_channels(study: Study, layer: str, channels: list[int], best) -> d
             "pixels": item.pixels,  # drawn into the grid, dropped from the JSON
         }
     return out
-
-
-def file_names(data, indices) -> tuple[list[str | None], list[str | None]]:
-    """Each image's file name (``data.source(i)``: a path, or ``builtin:<split>/<i>``) and class name,
-    None where the data do not say."""
-    source, name = getattr(data, "source", None), getattr(data, "class_name", None)
-    sources = [source(int(i)) if source else None for i in indices]
-    return sources, [name(int(i)) if name else None for i in indices]
 
 
 def _top_units(found, channels: list[int]) -> tuple[np.ndarray, np.ndarray]:

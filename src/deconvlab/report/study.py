@@ -165,6 +165,18 @@ def picture(dataset, index: int) -> np.ndarray:
     return denormalize(dataset[int(index)][0])
 
 
+def file_names(data, indices) -> tuple[list[str | None], list[str | None]]:
+    """Each image's file name (``data.source(i)``: a path, or ``builtin:<split>/<i>``) and class name,
+    None where the data do not say.
+
+    >>> file_names([10, 20], [1])  # a plain list names no file
+    ([None], [None])
+    """
+    source, name = getattr(data, "source", None), getattr(data, "class_name", None)
+    sources = [source(int(i)) if source else None for i in indices]
+    return sources, [name(int(i)) if name else None for i in indices]
+
+
 def labels_of(dataset) -> np.ndarray:
     """Every image's label, without loading the images when the dataset lists them."""
     if hasattr(dataset, "labels"):
