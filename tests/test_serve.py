@@ -39,6 +39,7 @@ from deconvlab.serve.images import model_view, sample_image  # noqa: E402
 from deconvlab.serve.loading import Progress  # noqa: E402
 
 LAYER = "features.8"  # conv3 of zfnet-mini: 96 channels, 8x8 at 64x64
+OPTIMIZE_STEPS = 12  # a few steps of a card's optimised image: its numbers are checked, not its reach
 
 
 def tiny_loader(progress: Progress) -> Loaded:
@@ -49,7 +50,13 @@ def tiny_loader(progress: Progress) -> Loaded:
 
 @pytest.fixture(scope="module")
 def app():
-    app = create_app(ServeConfig(loader=tiny_loader, max_upload_bytes=200_000, max_image_pixels=1_000_000))
+    config = ServeConfig(
+        loader=tiny_loader,
+        max_upload_bytes=200_000,
+        max_image_pixels=1_000_000,
+        optimize_steps=OPTIMIZE_STEPS,
+    )
+    app = create_app(config)
     with TestClient(app) as client:
         assert app.state.explorer.wait(120), client.get("/api/status").json()
         app.state.client = client
@@ -319,6 +326,71 @@ def test_units_are_the_top_k_scan_and_their_grid_is_a_picture(client, model, dat
     )
     grid = Image.open(io.BytesIO(response.content))
     assert response.headers["content-type"] == "image/png" and grid.size == (3 * 48 + 4, 3 * 48 + 4)
+
+
+def test_units_name_their_files_as_the_dataset_does(client, dataset):
+    data = client.get("/api/units", params={"layer": "features.4"}).json()
+    for channel in data["channels"][:8]:
+        for unit in channel["units"]:
+            index = int(unit["image"].split(":")[1])
+            assert unit["source"] == dataset.source(index) == f"builtin:val/{index}"
+            assert unit["class"] == dataset.classes[dataset.labels[index]]
+
+
+def decode_data_url(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.array(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
+
+
+def test_a_cards_optimised_image_shows_progress_then_reaches_what_it_says(app, client, model, dataset):
+    from deconvlab.analyses.optimize import measure
+    from deconvlab.report.optimized import optimized_images
+
+    channel = 7
+    body = {"layer": LAYER, "channel": channel}
+    seen = []
+    for _ in range(2000):  # polled as the page polls it, until it is done
+        answer = client.post("/api/optimize", json=body)
+        assert answer.status_code == 200, answer.text
+        data = answer.json()
+        seen.append(data["state"])
+        assert data["total"] == OPTIMIZE_STEPS and 0 <= data["done"] <= data["total"]
+        if data["state"] == "done":
+            break
+        threading.Event().wait(0.05)
+    assert seen[-1] == "done" and set(seen) <= {"queued", "running", "done"}, seen
+    assert data["done"] == data["steps"] == OPTIMIZE_STEPS
+    pixels = decode_data_url(data["image"])
+    assert pixels.shape == (64, 64, 3)
+    objective, largest = measure(model, LAYER, normalize(pixels)[None], [channel], "centre")
+    np.testing.assert_allclose([data["activation"], data["objective"]], [largest[0], objective[0]], rtol=1e-5)
+    best = topk_scan(model, dataset, [LAYER], k=1, progress=False).layers[LAYER].values[channel, 0]
+    assert data["dataset_max"] == pytest.approx(float(best), rel=1e-6)
+    assert data["ratio"] == pytest.approx(data["activation"] / data["dataset_max"])
+    # the library called directly, with the same seed, draws the same picture
+    (direct,) = optimized_images(model, LAYER, [channel], steps=OPTIMIZE_STEPS)
+    assert np.abs(direct.pixels.astype(int) - pixels).max() <= 1
+    # kept: a second request answers the same at once, and nothing is computed again
+    assert client.post("/api/optimize", json=body).json() == data
+    jobs = [key for key in app.state.explorer.optimizations.keys() if key[1:] == (LAYER, channel)]
+    assert jobs == [("tiny", LAYER, channel)]
+
+
+@pytest.mark.parametrize(
+    "body, status, says",
+    [
+        (
+            {"layer": LAYER, "channel": 96},
+            422,
+            "channel=96: out of range; layer 'features.8' has 96 channels",
+        ),
+        ({"layer": "features.99", "channel": 0}, 404, "layer='features.99': unknown"),
+        ({"layer": LAYER}, 422, "channel"),
+    ],
+)
+def test_bad_optimisation_requests_say_why(client, body, status, says):
+    answer = client.post("/api/optimize", json=body)
+    assert answer.status_code == status and says in answer.json()["error"], answer.text
 
 
 def test_activation_maps_are_the_rectified_layer_output(client, model):

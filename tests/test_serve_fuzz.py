@@ -78,6 +78,7 @@ SUCCEEDS = [
         "/api/project",
         {"body": {"layer": "features.8", "units": [UNIT], "crop": True, "values": True}},
     ),
+    ("POST", "/api/optimize", {"body": {"layer": "features.4", "channel": 0}}),
     ("POST", "/api/activations", {"body": {"image": "sample:camera", "layer": "features.0"}}),
     ("POST", "/api/occlusion", {"body": {"image": "dataset:2", "window": 32, "stride": 16}}),
     ("GET", "/api/arithmetic", {"query": {"input": 4, "transposed": "true", "stride": 2}}),

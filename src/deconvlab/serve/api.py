@@ -94,7 +94,21 @@ UNITS = obj(
     layer=STRING,
     k=INTEGER,
     num_images=INTEGER,
-    channels=array(obj(channel=INTEGER, units=array(obj(image=STRING, value=NUMBER, y=INTEGER, x=INTEGER)))),
+    channels=array(
+        obj(
+            channel=INTEGER,
+            units=array(
+                obj(
+                    image=STRING,
+                    value=NUMBER,
+                    y=INTEGER,
+                    x=INTEGER,
+                    source={"type": ["string", "null"], "description": "The image's file (dataset.source)."},
+                    **{"class": {"type": ["string", "null"], "description": "The image's class name."}},
+                )
+            ),
+        )
+    ),
 )
 PROJECTIONS = obj(
     layer=STRING,
@@ -139,6 +153,23 @@ OCCLUSION = obj(
     unoccluded=obj(activation=NUMBER, probability=NUMBER, prediction=INTEGER),
     projection=PNG_URL,
     box=BOX,
+)
+OPTIMIZED = obj(
+    {
+        "image": {**PNG_URL, "description": "Once done: the optimised image, 8-bit, at the input size."},
+        "activation": {**NUMBER, "description": "Once done: the largest value of the channel's map on it."},
+        "objective": {**NUMBER, "description": "Once done: the value maximised (the map's centre unit)."},
+        "ratio": {"type": ["number", "null"], "description": "activation / dataset_max (null unless > 0)."},
+        "steps": INTEGER,
+        "seconds": NUMBER,
+        "error": {**STRING, "description": "When state is 'error': why (the next request starts again)."},
+    },
+    layer=STRING,
+    channel=INTEGER,
+    state={"type": "string", "enum": ["queued", "running", "done", "error"]},
+    done={**INTEGER, "description": "Steps done so far."},
+    total={**INTEGER, "description": "Steps in all."},
+    dataset_max={**NUMBER, "description": "The channel's largest value over the scanned dataset images."},
 )
 SHAPE = array(INTEGER)
 ARITHMETIC_CASE = obj(
@@ -285,6 +316,21 @@ ENDPOINTS = (
             Bool("values", "Add the raw projection values (C x H x W floats).", default=False),
         ),
         errors={404: "Unknown layer or image.", 422: "Unit out of range or bad field.", **NOT_READY},
+    ),
+    Endpoint(
+        "POST",
+        "/api/optimize",
+        "A channel's optimised image (feature visualisation): the first call starts it in the slow lane; "
+        "call again for its progress, then the image.",
+        lambda explorer, p: views.optimized_image(explorer, **p),
+        returns=OPTIMIZED,
+        body=(LAYER, CHANNEL),
+        errors={
+            404: "Unknown layer.",
+            422: "Channel out of range.",
+            503: f"{NOT_READY[503]} Or: the slow lane is full (retry after Retry-After seconds).",
+        },
+        lane=None,
     ),
     Endpoint(
         "POST",

@@ -52,6 +52,8 @@ class ServeConfig:
     max_image_pixels: int = 40_000_000
     max_occlusion_positions: int = 1600
     max_uploads_kept: int = 32
+    optimize_steps: int = 128  # steps of a Units card's optimised image (deconvlab.analyses.optimize)
+    max_optimizations_kept: int = 512  # optimised images kept in memory, per layer and channel
     fast_lane: tuple[int, int] = (4, 64)  # short requests: (workers, more waiting); beyond: 503
     slow_queue: int = 4  # long requests (occlusion) run one at a time; this many more may wait
     allowed_hosts: tuple[str, ...] = ("*",)

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +124,10 @@ class Lane:
 
     async def run(self, function: Callable, *args) -> Any:
         """``function(*args)`` on a worker thread, or a 503 at once when the lane is full."""
+        return await asyncio.wrap_future(self.submit(function, *args))
+
+    def submit(self, function: Callable, *args) -> Future:
+        """Queue ``function(*args)`` without waiting for it; a 503 at once when the lane is full."""
         if not self._slots.acquire(blocking=False):
             retry = max(1, math.ceil(self._mean_seconds * self.capacity / self.workers))
             raise ApiError(
@@ -134,7 +138,7 @@ class Lane:
             )
         future = self._pool.submit(self._timed, function, *args)
         future.add_done_callback(lambda _: self._slots.release())  # also when cancelled before it ran
-        return await asyncio.wrap_future(future)
+        return future
 
     def _timed(self, function: Callable, *args) -> Any:
         began = time.perf_counter()
@@ -156,6 +160,9 @@ class Explorer:
         self.progress = Progress()
         self.uploads = BoundedStore(config.max_uploads_kept)
         self.animations = BoundedStore(16)
+        self.optimizations = BoundedStore(config.max_optimizations_kept)
+        self.optimizations_lock = threading.Lock()
+        self._optimizer_model = None
         self._session: Session | None = None
         self._topk = None
         self._error: str | None = None
@@ -233,6 +240,15 @@ class Explorer:
         session = self.session()
         with FX_TRACING.shared():
             yield session
+
+    def optimizer_model(self):
+        """The slow lane's own copy of the model, for work whose hooks would meet other requests'
+        forward passes (an optimisation's plain forward hook); made once, used one job at a time."""
+        if self._optimizer_model is None:
+            import copy
+
+            self._optimizer_model = copy.deepcopy(self.session().model).eval()
+        return self._optimizer_model
 
     # -- images ----------------------------------------------------------------------------------
 

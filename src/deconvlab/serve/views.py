@@ -42,15 +42,17 @@ def check_position(info: LayerInfo, channel: int, y: int, x: int, where: str = "
 
 
 def units(explorer: Explorer, *, layer: str) -> dict:
-    """Every channel's top-k dataset units from the scan, channels with the strongest unit first."""
+    """Every channel's top-k dataset units from the scan, channels with the strongest unit first; each
+    unit names its image's file and class (``source`` and ``class``: null where the data name none)."""
     topk = explorer.topk()
     info = explorer.session().layer(layer)
     lists = topk.layers[info.name]
+    dataset = explorer.session().dataset
     channels = [
         {
             "channel": channel,
             "units": [
-                {"image": f"dataset:{image}", "value": value, "y": y, "x": x}
+                {"image": f"dataset:{image}", "value": value, "y": y, "x": x, **_file_name(dataset, image)}
                 for image, value, (y, x) in lists.entries(channel)
             ],
         }
@@ -59,6 +61,14 @@ def units(explorer: Explorer, *, layer: str) -> dict:
     channels = [channel for channel in channels if channel["units"]]
     channels.sort(key=lambda channel: -channel["units"][0]["value"])
     return {"layer": info.name, "k": topk.k, "num_images": topk.num_images, "channels": channels}
+
+
+def _file_name(dataset, index: int) -> dict:
+    """``{"source": dataset.source(i), "class": dataset.class_name(i)}``, None where the data do not say."""
+    from deconvlab.report.study import file_names
+
+    (source,), (name,) = file_names(dataset, [index])
+    return {"source": source, "class": name}
 
 
 def unit_grid(explorer: Explorer, *, layer: str, channel: int, cell: int = 48) -> np.ndarray:
@@ -231,3 +241,72 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
         "projection": data_url(projection_rgb(torch.from_numpy(projection))),
         "box": [int(v) for v in info.receptive_field.box(y, xx)],
     }
+
+
+class OptimizationJob:
+    """One channel's optimised image, computed in the slow lane; ``as_json()`` is its state so far."""
+
+    def __init__(self, layer: str, channel: int, total: int, dataset_max: float) -> None:
+        self.layer, self.channel, self.total, self.dataset_max = layer, channel, total, dataset_max
+        self.state, self.done, self.began, self.result = "queued", 0, None, {}
+
+    def run(self, explorer: Explorer) -> None:
+        import time
+
+        from deconvlab.engine._model import FX_TRACING
+        from deconvlab.report.optimized import optimized_images, ratio
+
+        self.state, self.began = "running", time.perf_counter()
+        try:
+            with FX_TRACING.shared():
+                (found,) = optimized_images(
+                    explorer.optimizer_model(),
+                    self.layer,
+                    [self.channel],
+                    steps=self.total,
+                    progress=lambda done, _: setattr(self, "done", done),
+                )
+        except Exception as error:  # shown beside the card; another request starts it again
+            self.result, self.state = {"error": f"{type(error).__name__}: {error}"}, "error"
+            raise
+        self.result = {
+            "image": data_url(found.pixels),
+            "activation": found.activation,
+            "objective": found.objective,
+            "ratio": ratio(found.activation, self.dataset_max),
+            "steps": found.steps,
+            "seconds": round(time.perf_counter() - self.began, 3),
+        }
+        self.state = "done"
+
+    def as_json(self) -> dict:
+        out = {
+            "layer": self.layer,
+            "channel": self.channel,
+            "state": self.state,
+            "done": self.done,
+            "total": self.total,
+            "dataset_max": self.dataset_max,
+            **self.result,
+        }
+        return out
+
+
+def optimized_image(explorer: Explorer, *, layer: str, channel: int) -> dict:
+    """A channel's optimised image: started in the slow lane on the first request (a 503 when the lane
+    is full), then its progress, then the image and the activation it reaches (measured on its 8-bit
+    pixels) against the channel's best over the scanned images. Kept per model, layer and channel."""
+    topk = explorer.topk()
+    session = explorer.session()
+    info = session.layer(layer)
+    if channel >= info.channels:
+        raise ApiError(f"channel={channel}: out of range; layer {layer!r} has {info.channels} channels")
+    key = (session.loaded.name, layer, channel)
+    with explorer.optimizations_lock:
+        job = explorer.optimizations.get(key)
+        if job is None or job.state == "error":
+            best = float(topk.layers[layer].values[channel, 0])
+            job = OptimizationJob(layer, channel, explorer.config.optimize_steps, best)
+            explorer.lanes["slow"].submit(job.run, explorer)
+            explorer.optimizations.put(key, job)
+    return job.as_json()

@@ -201,7 +201,8 @@ async function loadUnits() {
   state.units = data;
   $("unit-detail").hidden = true;
   $("units-grid").replaceChildren(...data.channels.map((channel) => {
-    const card = element("div", { className: "card", title: `channel ${channel.channel}` }, [
+    const files = channel.units.map(fileName).join("\n");
+    const card = element("div", { className: "card", title: `channel ${channel.channel}, strongest first:\n${files}` }, [
       element("img", { src: `/api/units/grid.png?${query({ layer, channel: channel.channel })}`, loading: "lazy",
         alt: `top ${channel.units.length} of channel ${channel.channel}` }),
       element("div", { textContent: `channel ${channel.channel} · max ${channel.units[0].value.toFixed(2)}` }),
@@ -216,7 +217,57 @@ async function selectUnit(channel, card) {
   for (const other of document.querySelectorAll(".card.selected")) other.classList.remove("selected");
   card.classList.add("selected");
   state.units.selected = channel;
-  await projectUnit();
+  showFiles(channel);
+  await Promise.all([projectUnit(), optimizeUnit(state.units.layer, channel.channel)]);
+}
+
+function fileName(unit) {
+  return unit.source === null ? unit.image : unit.source;
+}
+
+function showFiles(channel) {
+  $("unit-files").replaceChildren(...channel.units.map((u) => element("li", {
+    textContent: `${fileName(u)}${u.class === null ? "" : ` (${u.class})`}: ${u.value.toFixed(3)} at (${u.y}, ${u.x})`,
+  })));
+}
+
+// The optimised image of a card: the first request starts it on the server, later ones read its progress.
+async function optimizeUnit(layer, channel) {
+  const current = ticket("optimize");
+  const img = $("unit-optimized-image"), bar = $("unit-optimized-bar"), caption = $("unit-optimized-caption");
+  img.hidden = true;
+  for (;;) {
+    const response = await fetch("/api/optimize", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ layer, channel }),
+    });
+    const data = await response.json();
+    if (!current()) return;
+    if (response.status === 503) {
+      const wait = Number(response.headers.get("Retry-After") || 2);
+      caption.textContent = `optimised image: the server is busy, trying again in ${wait} s`;
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      continue;
+    }
+    if (!response.ok) throw new Error(data.error || `HTTP ${response.status}`);
+    if (data.state === "error") throw new Error(`optimised image: ${data.error}`);
+    if (data.state === "done") {
+      bar.hidden = true;
+      img.src = data.image;
+      img.hidden = false;
+      const ratio = data.ratio === null ? "" : ` (${data.ratio.toFixed(2)}×)`;
+      caption.textContent = `optimised image: activation ${data.activation.toFixed(3)} against the ` +
+        `dataset's best ${data.dataset_max.toFixed(3)}${ratio}, ${data.steps} steps`;
+      const card = document.querySelector(`.card[data-channel="${channel}"]`);
+      if (card && !card.querySelector("img.optimized") && layer === state.units.layer) {
+        card.insertBefore(element("img", { src: data.image, className: "optimized", alt: "optimised" }), card.lastChild);
+      }
+      return;
+    }
+    bar.hidden = false;
+    bar.max = data.total; bar.value = data.done;
+    caption.textContent = `optimised image: ${data.state}, step ${data.done} of ${data.total}`;
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
 }
 
 async function projectUnit() {
@@ -231,8 +282,8 @@ async function projectUnit() {
     `${units.length} units`;
   $("unit-projections").replaceChildren(...data.projections.map((p) =>
     element("img", { src: p.projection, className: "projection", title: `${p.image} (${p.y}, ${p.x}) = ${p.activation.toFixed(3)}` })));
-  $("unit-patches").replaceChildren(...data.projections.map((p) =>
-    element("img", { src: p.patch, className: "patch", title: p.image })));
+  $("unit-patches").replaceChildren(...data.projections.map((p, i) =>
+    element("img", { src: p.patch, className: "patch", title: fileName(channel.units[i]) })));
   $("unit-detail").hidden = false;
 }
 
