@@ -58,11 +58,13 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def cache_dir() -> Path:
-    """deconvlab's cache folder: ``$DECONVLAB_CACHE``, else ``~/.cache/deconvlab``."""
+def cache_dir(create: bool = True) -> Path:
+    """deconvlab's cache folder: ``$DECONVLAB_CACHE``, else ``~/.cache/deconvlab`` (made unless
+    ``create=False``, for a reader that only looks)."""
     root = os.environ.get("DECONVLAB_CACHE") or Path.home() / ".cache" / "deconvlab"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

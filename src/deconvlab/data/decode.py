@@ -13,7 +13,7 @@ over white). Any failure is an ``UnreadableImage`` naming the file and the reaso
 >>> image = read_image(buffer.getvalue())
 >>> tuple(image.shape), image[:, 0, 0].tolist()  # transparent red is white
 ((3, 2, 4), [255, 255, 255])
->>> read_image(b"not an image", name="notes.txt")
+>>> read_image(b"not an image", name="notes.txt")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 deconvlab.data.decode.UnreadableImage: notes.txt: UnidentifiedImageError: ... image file 'notes.txt'
 """

@@ -18,14 +18,16 @@ warning): what random access needs (training, the report's samples), at the cost
 >>> files = ImageFiles(["a.png", "b.png"], labels=[1, 0], classes=["cat", "dog"], check=False)
 >>> len(files), files.source(1), files.class_name(1)
 (2, 'b.png', 'cat')
->>> files[0]
+>>> files[0]  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 deconvlab.data.decode.UnreadableImage: a.png: FileNotFoundError: ...
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import time
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deconvlab._io import cache_dir, write_atomic
 from deconvlab.data.decode import UnreadableImage, read_image
 from deconvlab.data.transforms import MEAN, STD, center_crop, normalize, resize_shorter
 
@@ -41,11 +44,13 @@ from deconvlab.data.transforms import MEAN, STD, center_crop, normalize, resize_
 # file's path relative to the folder: 80/10/10.
 SPLIT_BUCKETS = {"train": range(0, 8), "val": range(8, 9), "test": range(9, 10)}
 NO_LABEL = -1
+CACHE_MIN_FILES = 10_000  # folders of this many files keep their listing in the cache (see listing)
 
 
 class ImageFiles(torch.utils.data.Dataset):
     """Images named by path: ``dataset[i] -> (normalised tensor (3, S, S), label)``, S = ``image_size``.
 
+    ``paths``: a sequence, or a NumPy bytes array (as ``listing`` gives: no Python object per file);
     ``labels``: one int per path (-1: no class), or None for none at all; ``classes``: their names.
     ``max_pixels`` refuses larger images (default: Pillow's decompression-bomb limit). ``mean``/``std``:
     the normalisation. ``check``: decode every file now and leave out the unreadable ones (see above).
@@ -66,18 +71,19 @@ class ImageFiles(torch.utils.data.Dataset):
     ) -> None:
         if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
             raise ValueError(f"image_size={image_size!r}: must be an int >= 1")
-        labels = [NO_LABEL] * len(paths) if labels is None else list(labels)
+        labels = np.full(len(paths), NO_LABEL, np.int64) if labels is None else np.asarray(labels, np.int64)
         if len(labels) != len(paths):
             raise ValueError(f"labels: {len(labels)} labels for {len(paths)} paths; expected one per path")
         self.classes = list(classes)
-        bad = [label for label in labels if not NO_LABEL <= label < len(self.classes)]
-        if bad:
+        bad = labels[(labels < NO_LABEL) | (labels >= len(self.classes))]
+        if len(bad):
             raise ValueError(f"labels: {bad[0]} is not -1 or the index of one of {len(self.classes)} classes")
         self.image_size, self.max_pixels = image_size, max_pixels
         self.mean, self.std = tuple(mean), tuple(std)
         self.name = name
-        self._paths = np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        is_array = isinstance(paths, np.ndarray) and paths.dtype.kind == "S"
+        self._paths = paths if is_array else np.array([os.fsencode(p) for p in paths], dtype=np.bytes_)
+        self.labels = labels
         self.skipped: list[tuple[Path, str]] = []
         if check:
             self._check()
@@ -135,10 +141,11 @@ class ImageFiles(torch.utils.data.Dataset):
 
 
 def folder_listing(
-    root: str | os.PathLike, split: str | None = None
+    root: str | os.PathLike, split: str | None = None, folders: list[Path] | None = None
 ) -> tuple[list[str], list[Path], list[int]]:
     """(classes, paths, labels) of ``root/<class>/**`` (or of a flat ``root/*``), sorted; hidden files
-    and folders left out. ``split`` keeps the files whose path hash falls in that split.
+    and folders left out. ``split`` keeps the files whose path hash falls in that split. ``folders``, a
+    list, receives every folder walked (``root`` first).
 
     >>> import tempfile
     >>> root = Path(tempfile.mkdtemp())
@@ -154,10 +161,11 @@ def folder_listing(
     if split is not None and split not in SPLIT_BUCKETS:
         raise ValueError(f"split={split!r}: choose one of {sorted(SPLIT_BUCKETS)} or None")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    folders = [(label, root / name) for label, name in enumerate(classes)] or [(NO_LABEL, root)]
+    walked = [] if folders is None else folders
+    walked.append(root)
     paths, labels = [], []
-    for label, folder in folders:
-        for path in sorted(_files(folder, recursive=label != NO_LABEL)):
+    for label, folder in [(label, root / name) for label, name in enumerate(classes)] or [(NO_LABEL, root)]:
+        for path in sorted(_files(folder, label != NO_LABEL, walked)):
             relative = path.relative_to(root).as_posix().encode()
             if split is None or zlib.crc32(relative) % 10 in SPLIT_BUCKETS[split]:
                 paths.append(path)
@@ -165,23 +173,100 @@ def folder_listing(
     return classes, paths, labels
 
 
-def _files(folder: Path, recursive: bool) -> list[Path]:
+def _files(folder: Path, recursive: bool, walked: list[Path]) -> list[Path]:
     if not recursive:
         return [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_file()]
     found = []
     for directory, subfolders, names in os.walk(folder):
+        walked.append(Path(directory))
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         found += [Path(directory, name) for name in names if not name.startswith(".")]
     return found
 
 
+def listing(
+    root: str | os.PathLike, split: str | None = None, min_files: int | None = None
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """``folder_listing`` as arrays (paths: NumPy bytes, labels: int64), through a cache for large folders.
+
+    A folder of at least ``min_files`` files (default ``CACHE_MIN_FILES``) is listed once and kept in
+    ``cache_dir()/listings/``, keyed by the folder's absolute path, with the modification time of every
+    folder in it (hidden ones left out, as in the listing): a file added,
+    removed or renamed anywhere changes its folder's time, and the folder is listed again. Checking costs
+    one ``stat`` per folder (a thousand for ImageNet), not one per file. A listing whose folders changed
+    in the last two seconds is not kept (a change within the same tick would not show).
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ("b/1.png", "a/0.png"):
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True); (root / name).touch()
+    >>> classes, paths, labels = listing(root)
+    >>> classes, [os.fsdecode(p)[len(str(root)) + 1:] for p in paths], labels.tolist()
+    (['a', 'b'], ['a/0.png', 'b/1.png'], [0, 1])
+    """
+    root = Path(root)
+    if split is not None and split not in SPLIT_BUCKETS:
+        raise ValueError(f"split={split!r}: choose one of {sorted(SPLIT_BUCKETS)} or None")
+    cached = _cached_listing(root)
+    if cached is None:
+        walked: list[Path] = []
+        classes, paths, labels = folder_listing(root, folders=walked)
+        relative = np.array([p.relative_to(root).as_posix().encode() for p in paths], np.bytes_)
+        labels = np.asarray(labels, np.int64)
+        if len(relative) >= (CACHE_MIN_FILES if min_files is None else min_files):
+            folders = np.array([f.relative_to(root).as_posix().encode() for f in walked], np.bytes_)
+            _keep_listing(root, classes, relative, labels, folders)
+    else:
+        classes, relative, labels = cached
+    if split is not None:
+        keep = np.array([zlib.crc32(r) % 10 in SPLIT_BUCKETS[split] for r in relative], bool)
+        relative, labels = relative[keep], labels[keep]
+    prefix = b"" if str(root) == "." else os.fsencode(str(root)) + b"/"
+    return classes, np.char.add(prefix, relative) if len(relative) else relative, labels
+
+
+def _listing_file(root: Path) -> Path:
+    key = hashlib.sha256(os.fsencode(str(root.resolve()))).hexdigest()[:32]
+    return cache_dir(create=False) / "listings" / f"{key}.npz"
+
+
+def _folder_times(root: Path, folders) -> np.ndarray:
+    return np.array([os.stat(root / os.fsdecode(f)).st_mtime_ns for f in folders], np.int64)
+
+
+def _cached_listing(root: Path):
+    """(classes, relative paths, labels) from the cache, or None when absent or out of date."""
+    file = _listing_file(root)
+    if not file.is_file():
+        return None
+    try:
+        with np.load(file, allow_pickle=False) as saved:
+            if str(saved["root"]) != str(root.resolve()):
+                return None
+            if np.array_equal(_folder_times(root, saved["folders"]), saved["times"]):
+                return [str(c) for c in saved["classes"]], saved["paths"], saved["labels"]
+    except (OSError, ValueError, KeyError):  # a folder gone, or a damaged cache file: list again
+        pass
+    file.unlink(missing_ok=True)  # out of date: never used again, even if the old times came back
+    return None
+
+
+def _keep_listing(root: Path, classes: list[str], relative, labels, folders: np.ndarray) -> None:
+    times = _folder_times(root, folders)
+    if times.max() > time.time_ns() - 2 * 10**9:
+        return
+    arrays = {"root": np.str_(str(root.resolve())), "classes": np.array(classes, np.str_), "paths": relative,
+              "labels": labels, "folders": folders, "times": times}  # fmt: skip
+    write_atomic(_listing_file(root), lambda f: np.savez(f, **arrays))
+
+
 class ImageFolder(ImageFiles):
     """``root/<class>/**/<images>`` (the sorted subfolder names are the classes) or a flat folder of images
     (no classes, label -1). ``split`` keeps only the files whose path hash falls in that split (80/10/10);
-    None keeps all. Other arguments: ``ImageFiles``."""
+    None keeps all. Listed by ``listing`` (cached for large folders). Other arguments: ``ImageFiles``."""
 
     def __init__(self, root: str | os.PathLike, image_size: int = 224, split: str | None = None, **options):
-        classes, paths, labels = folder_listing(root, split)
+        classes, paths, labels = listing(root, split)
         self.root = Path(root)
         super().__init__(paths, labels, classes, image_size=image_size, name=str(root), **options)
 
