@@ -10,15 +10,25 @@ speed does not depend on them), the layers every conv layer, k = 9. Measured in 
 - ``scan x2``: ``topk_scan`` under ``torchrun --nproc-per-node 2`` (one thread per process), timed
   inside rank 0 from after start-up to the merged result.
 The issue's goal: scan >= 0.85x the plain forward loop's throughput.
+
+Memory (``--memory 2000,20000 --data FOLDER``): the benchmark writes FOLDER once (JPEG files, the built-in
+training images cycled at ``--size`` pixels, in class subfolders; reused when it holds enough), then scans
+the first N files of it for each N in a fresh process, and prints each one's peak resident memory (the
+scanning process; and the largest DataLoader worker). The goal: the largest N within 10% of the
+smallest, memory O(batch), not O(images).
+
+    .venv/bin/python benchmarks/scan.py --memory 2000,20000 --data /tmp/scan-images --size 224
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -64,6 +74,67 @@ def worker(args) -> None:
             print(f"SECONDS {seconds}")
 
 
+def generate_folder(folder: Path, count: int, size: int) -> None:
+    """``count`` JPEG files in folder/<class>/, the built-in training images cycled (kept when present)."""
+    from PIL import Image
+
+    from deconvlab.data import BuiltinDataset
+
+    have = sum(1 for _ in folder.glob("*/*.jpg")) if folder.is_dir() else 0
+    if have >= count:
+        return
+    data = BuiltinDataset("train", max(size, 16))
+    for i in range(have, count):
+        j = i % len(data)
+        path = folder / data.class_name(j) / f"{i:07d}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(data.image(j)).save(path, quality=90)
+
+
+def memory_child(args) -> None:
+    """One scan of the first ``args.images`` files of ``args.data``; prints peak resident memory (MiB)."""
+    from deconvlab.analyses import topk_scan
+    from deconvlab.data import ImageList
+
+    torch.manual_seed(0)
+    model = create_model(args)
+    files = sorted(Path(args.data).glob("*/*.jpg"))[: args.images]
+    listing = Path(args.data) / f".list-{args.images}.txt"
+    listing.write_text("".join(f"{path.relative_to(args.data)}\n" for path in files))
+    dataset = ImageList(listing, image_size=model.input_size[-1], check=False)
+    topk_scan(model, dataset, None, k=9, batch_size=args.batch_size, num_workers=args.workers, progress=False)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(f"PEAK {len(dataset)} {own:.1f} {workers:.1f}")
+
+
+def create_model(args):
+    from deconvlab.models import create
+
+    return create(args.model, num_classes=12).eval()
+
+
+def memory(args) -> None:
+    counts = [int(n) for n in args.memory.split(",")]
+    generate_folder(Path(args.data), max(counts), args.size)
+    print(
+        f"{args.model}, batch {args.batch_size}, {args.workers} workers, {args.size}px JPEGs in {args.data}"
+    )
+    peaks = {}
+    for count in counts:
+        options = {"--data": args.data, "--images": count, "--model": args.model,
+                   "--batch-size": args.batch_size, "--workers": args.workers}  # fmt: skip
+        command = [sys.executable, __file__, "--memory-child", *(str(x) for o in options.items() for x in o)]
+        run = subprocess.run(command, capture_output=True, text=True, check=True)
+        line = next(line for line in run.stdout.splitlines() if line.startswith("PEAK"))
+        _, images, own, workers = line.split()
+        own, workers = float(own), float(workers)
+        print(f"  {images:>7s} images: peak RSS {own:8.1f} MiB scanning, {workers:7.1f} MiB a worker")
+        peaks[count] = own
+    first, last = peaks[counts[0]], peaks[counts[-1]]
+    print(f"  {counts[-1]} vs {counts[0]} images: {last / first:.3f}x the peak (goal <= 1.10x)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="zfnet-mini")
@@ -71,11 +142,22 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads in this process")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", help="peak memory of scans of these numbers of files, e.g. 2000,20000")
+    parser.add_argument("--data", default="/tmp/deconvlab-scan-images", help="folder of generated JPEGs")
+    parser.add_argument("--size", type=int, default=224, help="side of the generated JPEGs")
+    parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="DataLoader workers")
+    parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.worker:
         worker(args)
+        return
+    if args.memory_child:
+        memory_child(args)
+        return
+    if args.memory:
+        memory(args)
         return
     model, dataset = build(args)
     forward_loop(model, dataset, args.batch_size)  # warm-up
