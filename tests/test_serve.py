@@ -328,6 +328,28 @@ def test_units_are_the_top_k_scan_and_their_grid_is_a_picture(client, model, dat
     assert response.headers["content-type"] == "image/png" and grid.size == (3 * 48 + 4, 3 * 48 + 4)
 
 
+def test_randomised_weights_project_through_a_re_drawn_copy_and_leave_the_model(client, model, dataset):
+    import copy
+
+    from deconvlab.analyses.sanity import parametrised_layers, randomise_layers
+
+    trained = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    units = [{"image": "dataset:3", "channel": 5, "y": 2, "x": 3}]
+    body = {"layer": LAYER, "units": units, "values": True}
+    got = client.post("/api/project", json={**body, "randomized": True}).json()["projections"][0]
+    inputs = normalize(dataset.image(3))[None]
+    names = parametrised_layers(model, inputs, "")
+    assert names[0] == "features.0" and names[-1] == "classifier.6"  # every layer: conv and linear
+    redrawn = randomise_layers(copy.deepcopy(model), names, seed=0)
+    row = torch.tensor([[0, 5, 2, 3]])
+    np.testing.assert_allclose(got["values"], project(redrawn, inputs, LAYER, row)[0], rtol=1e-5, atol=1e-7)
+    plain = client.post("/api/project", json=body).json()["projections"][0]
+    np.testing.assert_allclose(plain["values"], project(model, inputs, LAYER, row)[0], rtol=1e-5, atol=1e-7)
+    assert not np.allclose(got["values"], plain["values"])
+    for name, tensor in model.state_dict().items():  # the served model itself is untouched
+        assert torch.equal(tensor, trained[name]), name
+
+
 def test_units_name_their_files_as_the_dataset_does(client, dataset):
     data = client.get("/api/units", params={"layer": "features.4"}).json()
     for channel in data["channels"][:8]:

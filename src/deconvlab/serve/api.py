@@ -314,6 +314,12 @@ ENDPOINTS = (
             RULE,
             Bool("crop", "Crop projections to the receptive field and add the image patch.", default=False),
             Bool("values", "Add the raw projection values (C x H x W floats).", default=False),
+            Bool(
+                "randomized",
+                "Project through a copy of the model whose layers are all re-drawn (normal, each tensor's "
+                "own mean and spread; the sanity check of Adebayo et al. 2018).",
+                default=False,
+            ),
         ),
         errors={404: "Unknown layer or image.", 422: "Unit out of range or bad field.", **NOT_READY},
     ),

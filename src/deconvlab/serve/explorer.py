@@ -163,6 +163,7 @@ class Explorer:
         self.optimizations = BoundedStore(config.max_optimizations_kept)
         self.optimizations_lock = threading.Lock()
         self._optimizer_model = None
+        self._randomized_model = None
         self._session: Session | None = None
         self._topk = None
         self._error: str | None = None
@@ -249,6 +250,21 @@ class Explorer:
 
             self._optimizer_model = copy.deepcopy(self.session().model).eval()
         return self._optimizer_model
+
+    def randomized_model(self):
+        """A copy of the model with every layer's parameters re-drawn (``deconvlab.analyses.sanity``'s
+        cascading randomisation, last step, seed 0): the "randomised weights" toggle. Made once."""
+        with self.optimizations_lock:
+            if self._randomized_model is None:
+                import copy
+
+                from deconvlab.analyses.sanity import parametrised_layers, randomise_layers
+
+                session = self.session()
+                work = copy.deepcopy(session.model).eval()
+                probe = session.dataset[0][0][None]
+                self._randomized_model = randomise_layers(work, parametrised_layers(work, probe, ""), seed=0)
+            return self._randomized_model
 
     # -- images ----------------------------------------------------------------------------------
 

@@ -89,9 +89,17 @@ def unit_grid(explorer: Explorer, *, layer: str, channel: int, cell: int = 48) -
 
 
 def project_units(
-    explorer: Explorer, *, layer: str, units: list[dict], rule: str, crop: bool, values: bool
+    explorer: Explorer,
+    *,
+    layer: str,
+    units: list[dict],
+    rule: str,
+    crop: bool,
+    values: bool,
+    randomized: bool,
 ) -> dict:
-    """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes and activations."""
+    """Projections of ``units`` of ``layer`` by ``rule``, with receptive-field boxes and activations;
+    ``randomized``: by the model with every layer re-drawn (``Explorer.randomized_model``)."""
     from deconvlab.data.transforms import normalize, statistics
     from deconvlab.engine import project
 
@@ -103,8 +111,9 @@ def project_units(
     images = [explorer.image(ref) for ref in refs]
     rows = torch.tensor([[refs.index(u["image"]), u["channel"], u["y"], u["x"]] for u in units])
     inputs = normalize(np.stack(images), *statistics(session.model))
+    model = explorer.randomized_model() if randomized else session.model
     with explorer.model():
-        projections = project(session.model, inputs, layer, rows, rule=rule)
+        projections = project(model, inputs, layer, rows, rule=rule)
     activations = projections.unit_activations.tolist()
     return {
         "layer": layer,

@@ -276,10 +276,11 @@ async function projectUnit() {
   const rule = checkedValue("units-rule");
   const units = channel.units.map((u) => ({ image: u.image, channel: channel.channel, y: u.y, x: u.x }));
   const current = ticket("unit");
-  const data = await api("/api/project", { layer: state.units.layer, units, rule, crop: true });
+  const randomized = $("units-randomized").checked;
+  const data = await api("/api/project", { layer: state.units.layer, units, rule, crop: true, randomized });
   if (!current()) return;
   $("unit-title").textContent = `${data.layer}, channel ${channel.channel}: ${rule} projections of its top ` +
-    `${units.length} units`;
+    `${units.length} units` + (randomized ? ", through randomised weights" : "");
   $("unit-projections").replaceChildren(...data.projections.map((p) =>
     element("img", { src: p.projection, className: "projection", title: `${p.image} (${p.y}, ${p.x}) = ${p.activation.toFixed(3)}` })));
   $("unit-patches").replaceChildren(...data.projections.map((p, i) =>
@@ -461,6 +462,7 @@ function wire() {
   for (const radio of document.getElementsByName("units-rule")) {
     radio.addEventListener("change", () => projectUnit().catch(showError));
   }
+  $("units-randomized").addEventListener("change", () => projectUnit().catch(showError));
   for (const radio of document.getElementsByName("live-rule")) {
     radio.addEventListener("change", () => {
       const unit = state.live.unit;
