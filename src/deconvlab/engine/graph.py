@@ -10,11 +10,14 @@ arguments as they are. An in-place call makes a new value of the same tensor, so
 one value and makes another. Nodes come in call order: a topological order.
 
 Why a function mode and not ``torch.fx`` or ``torch.export``: it reads what the forward pass actually
-runs for this input (data-dependent control flow, module reuse, in-place calls as they happen, any
-Python in ``forward``), and it is the reader ``receptive_field`` already uses. ``torch.fx`` symbolic
-tracing fails on such control flow (torchvision's googlenet and inception ``_transform_input`` and
-``eager_outputs``); ``torch.export`` functionalises in-place calls and decomposes modules into ATen
-ops that no longer name them.
+runs for this input (data-dependent control flow, module reuse, in-place calls as they happen), it
+records the data a mirror step needs (switches, masks) during that same pass, and it is the reader
+``receptive_field`` already uses. ``torch.fx.symbolic_trace`` also reads the nine torchvision models
+tried (resnet18/50, vgg11_bn, densenet121, squeezenet1_0, googlenet, inception_v3, mobilenet_v2,
+efficientnet_b0), but it traces without data, so it cannot follow control flow that depends on values,
+and it patches ``nn.Module`` for every thread while it traces (see ``_model.TracingGate``);
+``torch.export`` functionalises in-place calls and decomposes modules into ATen ops. The whole
+compatibility table has not been measured with either.
 
 >>> from torch import nn
 >>> import torch.nn.functional as F
