@@ -363,7 +363,9 @@ def test_report_on_a_fully_convolutional_residual_net(tmp_path):
     """No nn.Linear and a residual block (F.relu, an addition): the report still holds every section.
 
     The penultimate features are the input of the last Conv2d (the 1x1 classifier); the top-9 crops
-    of the block's conv need the receptive field of a net that is not a chain.
+    of the block's conv need the receptive field of a net that is not a chain. The classifier has 30
+    outputs for the folder's 3 classes, as an ImageNet model on a user's folder has 1000: predicted
+    outputs beyond the dataset's classes are named by their index.
     """
     from torch import nn
 
@@ -387,7 +389,7 @@ def test_report_on_a_fully_convolutional_residual_net(tmp_path):
         nn.ReLU(),
         nn.MaxPool2d(3, 2),
         Residual(),
-        nn.Conv2d(16, 3, 1),
+        nn.Conv2d(16, 30, 1),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
     ).eval()

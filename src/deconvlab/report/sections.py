@@ -201,12 +201,18 @@ def occlusion_section(study: Study) -> dict:
     else:
         centres = [None] * len(indices)
     path, relative = study.figure_path("fig7-occlusion")
-    _draw_occlusion(path, data, indices, labels[indices], panels, projections, shown, centres, window)
+    output_names = getattr(study.model, "class_names", None) or _class_names(data)
+    _draw_occlusion(
+        path, data, indices, labels[indices], panels, projections, shown, centres, window, output_names
+    )
     result["figures"] = [relative]
     return result
 
 
-def _draw_occlusion(path, data, indices, labels, panels, projections, shown, centres, window) -> None:
+def _draw_occlusion(
+    path, data, indices, labels, panels, projections, shown, centres, window, outputs
+) -> None:
+    """Fig. 7; ``outputs`` names the model's outputs (its weights' classes, else the dataset's)."""
     names = _class_names(data)
     py, px, stride = panels.positions_y, panels.positions_x, panels.stride[0]
     # each map value sits at its occluder's centre; a cell spans one stride
@@ -232,7 +238,7 @@ def _draw_occlusion(path, data, indices, labels, panels, projections, shown, cen
         ax[3].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1)
         ax[3].set_title("(d) P(correct class)", fontsize=8)
         ax[4].imshow(panels.predicted[i] % 20, extent=extent, cmap="tab20", vmin=0, vmax=19)
-        _label_legend(ax[4], np.unique(panels.predicted[i]), names)
+        _label_legend(ax[4], np.unique(panels.predicted[i]), outputs)
         ax[4].set_title("(e) most probable label", fontsize=8)
         ax[5].imshow(image)
         ax[5].imshow(panels.true_probability[i], extent=extent, cmap="jet", vmin=0, vmax=1, alpha=0.5)
@@ -246,12 +252,17 @@ def _draw_occlusion(path, data, indices, labels, panels, projections, shown, cen
 
 
 def _label_legend(ax, labels, names: list[str]) -> None:
-    """A legend naming the colour of each label drawn with ``cmap="tab20", vmin=0, vmax=19``."""
+    """A legend naming the colour of each label drawn with ``cmap="tab20", vmin=0, vmax=19``; a label
+    beyond ``names`` (a model with more outputs than the dataset has classes) is shown by its index."""
     from matplotlib import colormaps
     from matplotlib.patches import Patch
 
     colours = colormaps["tab20"]
-    handles = [Patch(color=colours(int(label) % 20 / 19), label=names[int(label)]) for label in labels[:6]]
+    shown = [int(label) for label in labels[:6]]
+    handles = [
+        Patch(color=colours(label % 20 / 19), label=names[label] if label < len(names) else f"output {label}")
+        for label in shown
+    ]
     ax.legend(handles=handles, fontsize=6, loc="lower left", framealpha=0.8)
 
 
