@@ -162,3 +162,15 @@ def test_bad_shard_specs_are_clear_errors(tmp_path):
         load_dataset(str(tmp_path / "one.tar"), "val")
     with pytest.raises(ValueError, match="no readable image in 1 shard"):
         topk_scan(nn.Sequential(nn.Conv2d(3, 1, 1)), TarShards(str(tmp_path / "one.tar"), image_size=4))
+
+
+def test_export_of_shards_is_refused_before_scanning(data, tmp_path, monkeypatch):
+    root, _, _ = data
+    monkeypatch.chdir(root)
+    monkeypatch.syspath_prepend(str(root))
+    argv = ["scan", "--model", "shard_net:build", "--data", pattern(root), "--out", str(tmp_path / "s"),
+            "--export", str(tmp_path / "e"), "--no-progress"]  # fmt: skip
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 2 and "--export: data=" in result.output
+    assert "no random access" in result.output
+    assert not (tmp_path / "s").exists() and not (tmp_path / "e").exists()

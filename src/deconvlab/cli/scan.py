@@ -59,6 +59,9 @@ def scan(
         with process_group():
             network = load_cli_model(model, weights, data, input_size, mean, std)
             dataset = _dataset(data, split, network)
+            if export is not None and not callable(getattr(dataset, "image", None)):
+                raise ValueError(f"--export: data={data!r} has no random access to its images (tar shards); "
+                                 "export from a folder or a list of the same images")  # fmt: skip
             names = [name.strip() for name in layers.split(",") if name.strip()] if layers else None
             result = topk_scan(
                 network,
