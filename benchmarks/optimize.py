@@ -119,14 +119,15 @@ def verdicts(rows: list[LayerRow]) -> list[str]:
     missed = [
         f"{r.layer}:{c}"
         for r in demo
-        for c, a, m in zip(r.channels, r.activation, r.dataset_max)
+        for c, a, m in zip(r.channels, r.activation, r.dataset_max, strict=True)
         if not a > m
     ]
     return [
         f"- every optimised image exceeds its channel's dataset_max: "
         f"**{'met' if exceeded == count else 'not met'}** ({exceeded}/{count}"
         + (f"; below: {', '.join(missed)})" if missed else ")"),
-        f"- CPU cost under {GOAL_SECONDS:g} s per channel, batched: **{'met' if cpu < GOAL_SECONDS else 'not met'}** "
+        f"- CPU cost under {GOAL_SECONDS:g} s per channel, batched: "
+        f"**{'met' if cpu < GOAL_SECONDS else 'not met'}** "
         f"({cpu:.2f} s on average; the slowest layer {worst:.2f} s)",
     ]
 
