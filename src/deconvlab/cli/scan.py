@@ -87,11 +87,6 @@ def scan(
         raise typer.Exit(2) from None
 
 
-def load_model(name: str, weights, data: str):
-    """Kept for commands being moved to ``deconvlab.cli._model.load_cli_model`` (same arguments)."""
-    return load_cli_model(name, None if weights is None else str(weights), data)
-
-
 def _dataset(data: str, split: str | None, network):
     """The data, streamed: files are only listed here; each is decoded (or skipped) in a worker."""
     from deconvlab.data import load_dataset
