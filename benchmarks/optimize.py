@@ -65,7 +65,8 @@ def measure_network(name: str, model, steps: int, channels_per_layer: int, seed:
     from deconvlab.report.study import ReportOptions, Study
 
     options = ReportOptions(channels_per_layer=channels_per_layer, optimize_steps=steps, seed=seed)
-    study = Study(model, name, "builtin", Path(tempfile.mkdtemp(prefix="deconvlab-opt-")), options)
+    with tempfile.TemporaryDirectory(prefix="deconvlab-opt-") as out:  # Study's report folder, unused
+        study = Study(model, name, "builtin", Path(out), options)
     data = study.dataset(options.scan_split)
     top = topk_scan(model, data, study.layers, k=1, batch_size=options.batch_size, progress=False)
     rows = []
