@@ -18,6 +18,15 @@ scanning process; and the largest DataLoader worker). The goal: the largest N wi
 smallest, memory O(batch), not O(images).
 
     .venv/bin/python benchmarks/scan.py --memory 2000,20000 --data /tmp/scan-images --size 224
+
+Files (``--files zfnet,torchvision:resnet50 --data FOLDER --images N``): for each model (random weights,
+its own input size), the first N JPEG files of FOLDER (written as above), read by ``--workers`` DataLoader
+workers in batches of ``--batch-size``: a plain ``DataLoader`` + ``model(images)`` loop against
+``topk_scan`` (every conv layer, k = 9) over the same files, alternated ``--repeats`` times, the fastest
+of each kept. The issue's goal: scan >= 0.9x the loop's throughput.
+
+    .venv/bin/python benchmarks/scan.py --files zfnet,torchvision:resnet50 --data /tmp/scan-images \\
+        --images 256 --batch-size 32 --workers 2
 """
 
 from __future__ import annotations
@@ -91,17 +100,23 @@ def generate_folder(folder: Path, count: int, size: int) -> None:
         Image.fromarray(data.image(j)).save(path, quality=90)
 
 
+def first_files(folder: str, count: int, image_size: int):
+    """The first ``count`` generated JPEG files of ``folder`` (sorted), as a streaming ``ImageList``."""
+    from deconvlab.data import ImageList
+
+    files = sorted(Path(folder).glob("*/*.jpg"))[:count]
+    listing = Path(folder) / f".list-{count}.txt"
+    listing.write_text("".join(f"{path.relative_to(folder)}\n" for path in files))
+    return ImageList(listing, image_size=image_size, check=False)
+
+
 def memory_child(args) -> None:
     """One scan of the first ``args.images`` files of ``args.data``; prints peak resident memory (MiB)."""
     from deconvlab.analyses import topk_scan
-    from deconvlab.data import ImageList
 
     torch.manual_seed(0)
     model = create_model(args)
-    files = sorted(Path(args.data).glob("*/*.jpg"))[: args.images]
-    listing = Path(args.data) / f".list-{args.images}.txt"
-    listing.write_text("".join(f"{path.relative_to(args.data)}\n" for path in files))
-    dataset = ImageList(listing, image_size=model.input_size[-1], check=False)
+    dataset = first_files(args.data, args.images, model.input_size[-1])
     topk_scan(model, dataset, None, k=9, batch_size=args.batch_size, num_workers=args.workers, progress=False)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -135,6 +150,47 @@ def memory(args) -> None:
     print(f"  {counts[-1]} vs {counts[0]} images: {last / first:.3f}x the peak (goal <= 1.10x)")
 
 
+def files_loop(model, dataset, batch_size: int, workers: int) -> float:
+    """Seconds of a plain DataLoader + forward loop over ``dataset``."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for images, _ in loader:
+            model(images)
+    return time.perf_counter() - start
+
+
+def files_scan(model, dataset, batch_size: int, workers: int) -> float:
+    """Seconds of ``topk_scan`` (every conv layer, k = 9) over ``dataset``."""
+    from deconvlab.analyses import topk_scan
+
+    start = time.perf_counter()
+    topk_scan(model, dataset, None, k=9, batch_size=batch_size, num_workers=workers, progress=False)
+    return time.perf_counter() - start
+
+
+def files(args) -> None:
+    from deconvlab.models import load_model
+
+    generate_folder(Path(args.data), args.images, args.size)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
+    print(f"{args.images} JPEG files ({args.size}px) in {args.data}, batch {args.batch_size}, {args.workers} "
+          f"workers, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load {load}")  # fmt: skip
+    for spec in args.files.split(","):
+        torch.manual_seed(0)
+        model = load_model(spec).eval()
+        dataset = first_files(args.data, args.images, model.input_size[-1])
+        options = (model, dataset, args.batch_size, args.workers)
+        loop, scanned = [], []
+        for _ in range(args.repeats):
+            loop.append(files_loop(*options))
+            scanned.append(files_scan(*options))
+        loop_rate, scan_rate = len(dataset) / min(loop), len(dataset) / min(scanned)
+        print(f"  {spec:22s} {model.input_size[-1]}px  loop {loop_rate:6.1f} img/s  scan {scan_rate:6.1f} "
+              f"img/s  {scan_rate / loop_rate:5.2f}x (goal >= 0.9x)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="zfnet-mini")
@@ -147,6 +203,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224, help="side of the generated JPEGs")
     parser.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8), help="DataLoader workers")
     parser.add_argument("--memory-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--files", help="scan vs loop over --data's JPEGs for these models, e.g. zfnet")
+    parser.add_argument("--repeats", type=int, default=2, help="--files: alternated runs, fastest kept")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -158,6 +216,9 @@ def main() -> None:
         return
     if args.memory:
         memory(args)
+        return
+    if args.files:
+        files(args)
         return
     model, dataset = build(args)
     forward_loop(model, dataset, args.batch_size)  # warm-up
