@@ -7,6 +7,7 @@ Examples::
         --view scatter --numbers -o scatter.svg
     deconvlab animate --ndim 1 --input 7 --transposed -o strip.png      # a 1D strip, contact sheet
     deconvlab animate --matrix --input 4 -o matrix.png                    # C and C^T
+    deconvlab animate --in-channels 2 --out-channels 4 --groups 2 --numbers -o groups.gif
     deconvlab animate --gallery gallery/                                  # every case + index.html
 """
 
@@ -42,6 +43,11 @@ def animate(
         None, "--view", help="Transposed only: 'direct' (zeros inserted, flipped kernel) or 'scatter'."
     ),
     ndim: int = typer.Option(None, "--ndim", help="1 draws a 1D strip; default: 2."),
+    in_channels: int = typer.Option(1, "--in-channels", help="Input channels (stacked top to bottom)."),
+    out_channels: int = typer.Option(1, "--out-channels", help="Output channels."),
+    groups: int = typer.Option(
+        1, "--groups", help="Channel groups: each output channel reads only the inputs of its group."
+    ),
     numbers: bool = typer.Option(False, "--numbers", help="Fill the cells with small integers and sums."),
     seed: int = typer.Option(0, "--seed", help="Seed of the --numbers values."),
     output: Path = typer.Option(None, "-o", "--output", help="Output file: .gif, .png or .svg."),
@@ -73,7 +79,8 @@ def animate(
         ("output_padding", output_padding, "output-padding"),
     )}
     try:
-        case = make_case(**sizes, transposed=transposed, view=view, ndim=ndim)
+        case = make_case(**sizes, transposed=transposed, view=view, ndim=ndim, in_channels=in_channels,
+                         out_channels=out_channels, groups=groups)
         check_path(output)
         if matrix:
             frames = [matrix_picture(case)]

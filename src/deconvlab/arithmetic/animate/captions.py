@@ -69,8 +69,30 @@ def parameter_line(case: Case) -> str:
     return f"{params}  →  o = {values_text(case, case.output_size)}"
 
 
+def channel_caption(case: Case) -> str:
+    """How the channels combine, with the weight's shape.
+
+    >>> from deconvlab.arithmetic.animate.model import make_case
+    >>> channel_caption(make_case(4, 3, transposed=True, in_channels=4, out_channels=2, groups=2))
+    'transposed: y[o] = Σ x[i] ⋆ᵀ w[i, o] over the inputs i of o’s group; w is (C_in, C_out/g, k) = (4, 1, 3×3), groups = 2: input i scatters through block row i (the convolution’s layout, channel axes swapped)'
+    """  # noqa: E501
+    shape = f"({', '.join(map(str, case.weight_shape[:2]))}, {'×'.join(map(str, case.weight_shape[2:]))})"
+    if case.transposed:
+        return (f"transposed: y[o] = Σ x[i] ⋆ᵀ w[i, o] over the inputs i of o’s group; w is "
+                f"(C_in, C_out/g, k) = {shape}, groups = {case.groups}: input i scatters through block row i "
+                "(the convolution’s layout, channel axes swapped)")
+    return (f"convolution: y[o] = Σ x[i] ⋆ w[o, i] over the inputs i of o’s group; w is (C_out, C_in/g, k) = "
+            f"{shape}, groups = {case.groups}: output o reads through block row o")
+
+
 def case_caption(case: Case) -> tuple[str, ...]:
-    """The caption lines: parameters, the shape formula with numbers, and how the view computes."""
+    """The caption lines: parameters, the shape formula with numbers, how the view computes, and how the
+    channels combine (multi-channel cases only)."""
+    lines = _one_channel_caption(case)
+    return (*lines, channel_caption(case)) if case.channels else lines
+
+
+def _one_channel_caption(case: Case) -> tuple[str, ...]:
     i, k, s, p, d, a, o = (case.input_size, case.kernel_size, case.stride, case.padding, case.dilation,
                            case.output_padding, case.output_size)
     if not case.transposed:

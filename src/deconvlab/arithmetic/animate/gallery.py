@@ -70,6 +70,16 @@ GALLERY = (
                "reaches", EXTRA, None, _transposed(3, 3, dilation=2, output_padding=1)),
     GalleryRow("strip_1d", "1D strip", EXTRA, _conv(7, 3, stride=2, padding=1, ndim=1),
                _transposed(4, 3, stride=2, padding=1, output_padding=1, ndim=1)),
+    # weight sharing: the transposed convolution of the same weight maps the conv's outputs back
+    GalleryRow("channels_2_to_3", "2 → 3 channels: each output sums a kernel slice over every input",
+               EXTRA, _conv(4, 3, in_channels=2, out_channels=3),
+               _transposed(2, 3, in_channels=3, out_channels=2)),
+    GalleryRow("groups_2", "groups = 2: each output reads only the inputs of its group", EXTRA,
+               _conv(5, 3, stride=2, padding=1, ndim=1, in_channels=4, out_channels=2, groups=2),
+               _transposed(3, 3, stride=2, padding=1, ndim=1, in_channels=2, out_channels=4, groups=2)),
+    GalleryRow("depthwise", "Depthwise (groups = channels): one kernel slice per channel", EXTRA,
+               _conv(4, 3, in_channels=3, out_channels=3, groups=3),
+               _transposed(2, 3, in_channels=3, out_channels=3, groups=3)),
 )
 
 

@@ -26,20 +26,34 @@ MAX_SIDE = 100  # rows or columns of C: beyond this the cells are too small to r
 
 
 def kernel_index_matrix(case: Case) -> np.ndarray:
-    """C as an integer array: -1 for a zero entry, else the flat index of the kernel weight it holds."""
+    """C as an integer array: -1 for a zero entry, else the flat index of the weight it holds.
+
+    With channels, the index runs over the whole weight ``case.weight_shape`` and C is made of
+    (channel x channel) blocks; a block outside a group is zero. A transposed case's C is the
+    convolution from its output channels to its input channels: the same weight array.
+    """
     conv_input = case.output_size if case.transposed else case.input_size
-    labels = np.arange(1, math.prod(case.kernel_size) + 1, dtype=float).reshape(1, 1, *case.kernel_size)
-    C = conv_matrix((1, *conv_input), labels, stride=case.stride, padding=case.padding,
-                    dilation=case.dilation)
+    conv_channels = case.out_channels if case.transposed else case.in_channels
+    shape = (*case.weight_shape[:2], *case.kernel_size)
+    labels = np.arange(1, math.prod(shape) + 1, dtype=float).reshape(shape)
+    C = conv_matrix((conv_channels, *conv_input), labels, stride=case.stride, padding=case.padding,
+                    dilation=case.dilation, groups=case.groups)
     return C.toarray().astype(int) - 1
 
 
 def _panel(title: str, index: np.ndarray, case: Case) -> Panel:
     cells = np.argwhere(index >= 0)
-    footprint = {(int(r), int(c)): divmod(int(index[r, c]), case.kernel_size[1]) for r, c in cells}
+    taps = math.prod(case.kernel_size)
+    footprint = {(int(r), int(c)): divmod(int(index[r, c]) % taps, case.kernel_size[1]) for r, c in cells}
     text = {cell: kernel_label(k, case.ndim) for cell, k in footprint.items()}
+    subtext = {}
+    if case.channels:  # which kernel slice w[a, b]: the channel block
+        slices = case.weight_shape[1]
+        subtext = {
+            (int(r), int(c)): "{},{}".format(*divmod(int(index[r, c]) // taps, slices)) for r, c in cells
+        }
     roles = np.full(index.shape, Kind.ZERO, dtype=np.int8)
-    return Panel(title, roles, footprint=footprint, text=text, kernel_colours=True,
+    return Panel(title, roles, footprint=footprint, text=text, subtext=subtext, kernel_colours=True,
                  kernel_shape=case.kernel_size)
 
 
@@ -63,5 +77,9 @@ def matrix_picture(case: Case) -> Frame:
     caption = (parameter_line(case),
                "entry (o, j) of C holds w[k] when j = o·s − p + k·d on every axis (indices in C order); "
                "colour and label: which weight")
+    if case.channels:
+        caption += (f"{case.in_channels}→{case.out_channels} channels, groups {case.groups}: one block of "
+                    "rows per output channel of C, one block of columns per input channel; small label a,b: "
+                    "the kernel slice w[a, b]; blocks across groups are zero; Cᵀ swaps the blocks",)
     return Frame("Convolution as a matrix", (_panel(names[0], index, case), _panel(names[1], index.T, case)),
                  caption, step, (Kind.ZERO,))

@@ -26,6 +26,7 @@ from enum import IntEnum
 import numpy as np
 
 from deconvlab.arithmetic.animate.captions import case_caption, format_number, index_text, values_text
+from deconvlab.arithmetic.geometry import check_groups
 from deconvlab.arithmetic.shapes import (
     as_tuple,
     conv_output_shape,
@@ -35,6 +36,7 @@ from deconvlab.arithmetic.shapes import (
 
 Cell = tuple[int, int]
 VIEWS = ("direct", "scatter")
+MAX_CHANNELS = 8  # beyond this the stacked channel blocks are too small to read
 
 
 class Kind(IntEnum):
@@ -51,6 +53,7 @@ class Kind(IntEnum):
     # overlays, never a base role (the kernel's footprint is drawn in the KERNEL colour)
     ACTIVE = 8
     DONE = 9
+    GAP = 10  # the blank row or column between the channel blocks of a multi-channel panel
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Case:
     """One convolution to draw, per axis (two axes; a 1D case has a leading axis of size 1).
 
     ``view`` is ``"conv"`` for a convolution, ``"direct"`` or ``"scatter"`` for a transposed one.
+    Channels and groups have PyTorch's meaning: the weight is (out_channels, in_channels/groups, *k)
+    for a convolution, (in_channels, out_channels/groups, *k) for a transposed one.
     """
 
     ndim: int
@@ -68,6 +73,9 @@ class Case:
     dilation: tuple[int, int]
     output_padding: tuple[int, int]
     view: str
+    in_channels: int = 1
+    out_channels: int = 1
+    groups: int = 1
 
     @property
     def transposed(self) -> bool:
@@ -85,6 +93,18 @@ class Case:
             dilation=self.dilation,
         )
 
+    @property
+    def channels(self) -> bool:
+        """Whether more than one channel (or group) is drawn."""
+        return (self.in_channels, self.out_channels, self.groups) != (1, 1, 1)
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """PyTorch's weight layout of this case, drawn axes only."""
+        first, second = (self.in_channels, self.out_channels) if self.transposed else (
+            self.out_channels, self.in_channels)
+        return (first, second // self.groups, *self.kernel_size[2 - self.ndim :])
+
     def axes(self) -> range:
         """The drawn axes: only the last one for a 1D strip."""
         return range(2 - self.ndim, 2)
@@ -101,6 +121,9 @@ def make_case(
     transposed: bool = False,
     view: str | None = None,
     ndim: int | None = None,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
 ) -> Case:
     """Check the parameters with the arithmetic core (its ValueErrors) and build a :class:`Case`.
 
@@ -117,6 +140,10 @@ def make_case(
         ndim = 2 if isinstance(input_size, int) else len(tuple(input_size))
     if ndim not in (1, 2):
         raise ValueError(f"ndim={ndim!r}: only 1D strips and 2D grids are drawn (ndim must be 1 or 2)")
+    for name, count in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CHANNELS:
+            raise ValueError(f"{name}={count!r}: must be an int from 1 to {MAX_CHANNELS} (channels drawn)")
+    check_groups(groups, {"in_channels": in_channels, "out_channels": out_channels})
     params = {
         "input_size": input_size, "kernel_size": kernel_size, "stride": stride, "padding": padding,
         "dilation": dilation, "output_padding": output_padding,
@@ -140,7 +167,8 @@ def make_case(
         view = "conv"
     lead = {"input_size": 1, "kernel_size": 1, "stride": 1, "padding": 0, "dilation": 1, "output_padding": 0}
     two_axes = {name: (lead[name],) * (2 - ndim) + values for name, values in per_axis.items()}
-    return Case(ndim=ndim, view=view, **two_axes)
+    return Case(ndim=ndim, view=view, **two_axes, in_channels=in_channels, out_channels=out_channels,
+                groups=groups)
 
 
 @dataclass(frozen=True, eq=False)
@@ -509,6 +537,10 @@ def build_animation(case: Case, *, numbers: bool = False, x=None, w=None, seed: 
     >>> anim.frames[-1].step
     'x[2] = 3 adds 3·w to y at cells 2…3'
     """
+    if case.channels:
+        from deconvlab.arithmetic.animate.channels import channel_animation
+
+        return channel_animation(case, numbers=numbers, x=x, w=w, seed=seed)
     if numbers or x is not None or w is not None:
         x, w = _numbers(case, x, w, seed)
     build = {"conv": _conv_frames, "direct": _direct_frames, "scatter": _scatter_frames}[case.view]

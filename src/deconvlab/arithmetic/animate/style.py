@@ -31,6 +31,7 @@ FILL = {
     Kind.INSERTED_ZERO: "#ffe9a0",
     Kind.PADDING: "#ffffff",
     Kind.ZERO: "#f2f2f2",
+    Kind.GAP: "#ffffff",
 }
 
 HATCH = {
@@ -51,6 +52,7 @@ LABEL = {
     Kind.ACTIVE: "current cell",
     Kind.DONE: "done",
     Kind.ZERO: "zero entry",
+    Kind.GAP: "between channels",
 }
 
 GRID_LINE = "#404040"
