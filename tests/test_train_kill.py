@@ -85,10 +85,10 @@ def kill_at(work: Path, step: int, *extra: str) -> None:
         process.communicate(timeout=60)
 
 
-def finish(work: Path, out: str, *extra: str, threads: int = 1) -> None:
+def finish(out: str, *extra: str) -> None:
     """The same command run to the end in this process, on the killed processes' one thread."""
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     try:
         result = CliRunner().invoke(app, train_arguments(out, *extra))
     finally:
@@ -119,8 +119,8 @@ def test_sigkill_after_a_checkpoint_and_mid_epoch_then_resume_gives_the_uninterr
     kill_at(work, STEPS // 2, "--resume")  # the middle of epoch 2, resumed from epoch 1
     assert saved_epoch(cut / "resume.pt") == 1 and not (cut / "epoch-002.pt").exists()
     assert not (cut / "final.pt").exists()
-    finish(work, "cut", "--resume")
-    finish(work, "whole")
+    finish("cut", "--resume")
+    finish("whole")
     for name in ("epoch-001.pt", "epoch-002.pt", "final.pt"):  # the weights, bit for bit
         assert (cut / name).read_bytes() == (work / "whole" / name).read_bytes(), name
     assert without_seconds(cut / "metrics.json") == without_seconds(work / "whole" / "metrics.json")
