@@ -275,3 +275,53 @@ def test_cli_channels_and_groups(tmp_path):
     bad = tmp_path / "bad.gif"
     result = runner.invoke(app, ["animate", "--in-channels", "3", "--groups", "2", "-o", str(bad)])
     assert result.exit_code == 2 and "groups=2" in result.output and not bad.exists()
+
+
+def test_explorer_animation_draws_channels_and_refuses_too_many_cells():
+    """GET /api/arithmetic/animation with channels: the SVG the library draws for the same case (one
+    frame per output cell), a groups error naming the parameter, and the live page's cell budget."""
+    pytest.importorskip("starlette")
+    from starlette.testclient import TestClient
+
+    from deconvlab.arithmetic.animate import svg
+    from deconvlab.data import BuiltinDataset
+    from deconvlab.models import create
+    from deconvlab.serve import Loaded, ServeConfig, create_app
+
+    def loader(progress):
+        return Loaded(
+            model=create("zfnet-mini", num_classes=4),
+            dataset=BuiltinDataset("val", 64, size=4, cache=False),
+            name="t",
+        )
+
+    base = dict(input=3, kernel=2, stride=1, padding=0, dilation=1, output_padding=0, transposed=False)
+    with TestClient(create_app(ServeConfig(loader=loader))) as client:
+        params = {
+            p["name"]: p["schema"]
+            for p in client.get("/openapi.json").json()["paths"]["/api/arithmetic/animation"]["get"][
+                "parameters"
+            ]
+        }
+        assert params["in_channels"]["maximum"] == params["groups"]["maximum"] == 4
+        response = client.get(
+            "/api/arithmetic/animation", params={**base, "in_channels": 2, "out_channels": 4, "groups": 2}
+        )
+        assert response.status_code == 200, response.text
+        case = make_case(3, 2, in_channels=2, out_channels=4, groups=2)
+        assert response.text == svg.animated_svg(build_animation(case).frames)
+        assert len(build_animation(case).frames) == 4  # (3 - 2 + 1)^2 output cells
+        bad = client.get("/api/arithmetic/animation", params={**base, "in_channels": 2, "groups": 3})
+        assert bad.status_code == 422 and "groups=3" in bad.json()["error"]
+        big = {
+            **base,
+            "input": 12,
+            "kernel": 7,
+            "stride": 4,
+            "transposed": True,
+            "view": "scatter",
+            "in_channels": 4,
+            "out_channels": 4,
+        }
+        refused = client.get("/api/arithmetic/animation", params=big)
+        assert refused.status_code == 422 and "cells" in refused.json()["error"]

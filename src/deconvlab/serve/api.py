@@ -69,6 +69,9 @@ ANIMATION = (
         choices=("direct", "scatter"),
     ),
     Choice("format", "Picture format (animated SVG draws faster).", default="svg", choices=("svg", "gif")),
+    Int("in_channels", "Input channels, drawn as stacked blocks.", minimum=1, maximum=4, default=1),
+    Int("out_channels", "Output channels.", minimum=1, maximum=4, default=1),
+    Int("groups", "Channel groups (must divide both channel counts).", minimum=1, maximum=4, default=1),
 )
 BOX = {**array(INTEGER), "description": "Receptive field [y0, y1, x0, x1] in input pixels (may leave it)."}
 PNG_URL = {"type": "string", "description": "A data:image/png;base64 URL."}

@@ -15,6 +15,9 @@ tap it holds, and the PyTorch call that computes the same thing.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import numpy as np
 
 from deconvlab.arithmetic import (
@@ -27,6 +30,9 @@ from deconvlab.arithmetic import (
 
 MATRIX_CELL_LIMIT = 40_000  # rows x cols beyond which the page shows no matrix (it would not be legible)
 MAX_FRAMES = 150  # animations drawn live (about 20-40 ms a frame)
+# cells drawn (frames x cells a frame) of a multi-channel animation: the one-channel worst case the page
+# allows (input 12, kernel 7, stride 4, transposed, scatter: 144 x 2794, about 11 s as SVG) and no more
+MAX_CHANNEL_CELLS = 450_000
 MEDIA_TYPES = {"svg": "image/svg+xml", "gif": "image/gif"}
 
 
@@ -168,20 +174,24 @@ def animation(
     transposed: bool,
     view: str,
     format: str,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
 ) -> tuple[bytes, str]:
     """The case drawn by ``deconvlab.arithmetic.animate`` as (bytes, media type): animated SVG or GIF.
 
     Drawing takes tens of milliseconds per frame, so cases with more than :data:`MAX_FRAMES` frames
-    are refused with a ValueError that says so (``deconvlab animate`` draws them offline).
+    are refused with a ValueError that says so (``deconvlab animate`` draws them offline), before
+    drawing. Channels and groups are drawn as stacked blocks, one frame per position as with one channel.
     """
     import tempfile
     from pathlib import Path
 
-    from deconvlab.arithmetic.animate import animate, save
+    from deconvlab.arithmetic.animate import build_animation, make_case, save
 
     if not transposed and output_padding:
         raise ValueError(f"output_padding={output_padding}: only a transposed convolution has output_padding")
-    drawn = animate(
+    case = make_case(
         input,
         kernel,
         stride=stride,
@@ -190,12 +200,28 @@ def animation(
         output_padding=output_padding,
         transposed=transposed,
         view=view if transposed else None,
+        in_channels=in_channels,
+        out_channels=out_channels,
+        groups=groups,
     )
-    if len(drawn.frames) > MAX_FRAMES:
+    frames = math.prod(case.input_size if case.view == "scatter" else case.output_size)
+    if frames > MAX_FRAMES:
         raise ValueError(
-            f"this case has {len(drawn.frames)} frames; the live page draws at most {MAX_FRAMES} "
+            f"this case has {frames} frames; the live page draws at most {MAX_FRAMES} "
             "(use a smaller input, or `deconvlab animate` to draw it to a file)"
         )
+    if case.channels:
+        one = build_animation(dataclasses.replace(case, in_channels=1, out_channels=1, groups=1)).frames[0]
+        source, kernel, output = (panel.roles.size for panel in one.panels)
+        cells = frames * (case.in_channels * source + math.prod(case.weight_shape[:2]) * kernel
+                          + case.out_channels * output)
+        if cells > MAX_CHANNEL_CELLS:
+            raise ValueError(
+                f"in_channels={in_channels}, out_channels={out_channels}: this case draws {cells} cells "
+                f"over its frames; the live page draws at most {MAX_CHANNEL_CELLS} (use fewer channels, a "
+                "smaller input, or `deconvlab animate` to draw it to a file)"
+            )
+    drawn = build_animation(case)
     with tempfile.TemporaryDirectory(prefix="deconvlab-animation-") as folder:
         path = Path(folder) / f"animation.{format}"
         save(drawn, path)

@@ -125,6 +125,9 @@ def animate(
     transposed: bool = False,
     view: str | None = None,
     ndim: int | None = None,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    groups: int = 1,
     numbers: bool = False,
     x=None,
     w=None,
@@ -136,7 +139,9 @@ def animate(
     """Draw a convolution (``transposed=False``) or a transposed one, ``view`` 'direct' or 'scatter'.
 
     Sizes and hyper-parameters are ints or per-axis tuples, PyTorch's meaning; ``ndim=1`` draws a
-    strip. ``numbers`` fills the cells with small random integers (``seed``), or give ``x``/``w``.
+    strip. ``in_channels``, ``out_channels``, ``groups``: PyTorch's meaning; the channels are drawn as
+    stacked blocks (:mod:`.channels`). ``numbers`` fills the cells with small random integers
+    (``seed``), or give ``x``/``w``.
     With ``path`` (.gif, .png, .svg) the frames are also written (see :func:`save`). Invalid
     parameters raise the arithmetic core's ValueError before anything is drawn.
 
@@ -147,6 +152,7 @@ def animate(
     case = make_case(
         input_size, kernel_size, stride=stride, padding=padding, dilation=dilation,
         output_padding=output_padding, transposed=transposed, view=view, ndim=ndim,
+        in_channels=in_channels, out_channels=out_channels, groups=groups,
     )
     if path is not None:
         check_path(path)
