@@ -418,7 +418,10 @@ async function arithmetic() {
   $("arith-pytorch").textContent = data.pytorch;
   $("arith-functional").textContent = data.pytorch_functional;
   $("arith-direct").textContent = data.direct ? `Equivalent direct convolution: ${data.direct.text}.` : "";
-  $("arith-animation").src = `/api/arithmetic/animation?${query({ ...params, view: $("arith-view").value })}`;
+  const channels = { in_channels: $("arith-in-channels").value, out_channels: $("arith-out-channels").value,
+    groups: $("arith-groups").value };
+  $("arith-animation").src =
+    `/api/arithmetic/animation?${query({ ...params, ...channels, view: $("arith-view").value })}`;
   drawMatrix(data.matrix, Number(params.kernel));
 }
 
