@@ -213,8 +213,9 @@ def animation(
     if case.channels:
         one = build_animation(dataclasses.replace(case, in_channels=1, out_channels=1, groups=1)).frames[0]
         source, kernel, output = (panel.roles.size for panel in one.panels)
-        cells = frames * (case.in_channels * source + math.prod(case.weight_shape[:2]) * kernel
-                          + case.out_channels * output)
+        cells = frames * (
+            case.in_channels * source + math.prod(case.weight_shape[:2]) * kernel + case.out_channels * output
+        )
         if cells > MAX_CHANNEL_CELLS:
             raise ValueError(
                 f"in_channels={in_channels}, out_channels={out_channels}: this case draws {cells} cells "
