@@ -51,7 +51,7 @@ from deconvlab.analyses.scan_topk import NO_IMAGE, LayerTopK, TopK
 from deconvlab.data.decode import UnreadableImage
 from deconvlab.data.readable import Readable, collate_readable
 from deconvlab.data.shards import TarShards
-from deconvlab.engine.receptive import ReceptiveField, receptive_field
+from deconvlab.engine.receptive import ReceptiveField, receptive_fields
 
 __all__ = ["TopK", "LayerTopK", "topk_scan", "conv_layer_names"]
 
@@ -218,14 +218,13 @@ def _first_readable(dataset):
 
 
 def _fields(model, layers, input_size) -> dict[str, ReceptiveField | None]:
-    """Each layer's receptive field, or None where it cannot be followed (the boxes are then left out)."""
-    fields = {}
-    for name in layers:
-        try:
-            fields[name] = receptive_field(model, name, input_size)
-        except ValueError:
-            fields[name] = None
-    return fields
+    """Each layer's receptive field, or None where it cannot be followed (the boxes are then left out).
+
+    One traced forward pass for every layer (``receptive_fields``): a pass per layer cost resnet50's
+    53 conv layers 55 of a 72-second scan of 32 images.
+    """
+    found = receptive_fields(model, input_size)
+    return {name: found[name] if isinstance(found.get(name), ReceptiveField) else None for name in layers}
 
 
 def _inspect(model, item, layers, device) -> tuple[dict[str, tuple[int, ...]], str]:
