@@ -15,7 +15,7 @@ when not told.
 [('0', 'Conv2d', (4, 8, 8), 3, 2), ('1', 'ReLU', (4, 8, 8), 3, 2), ('2', 'Conv2d', (4, 6, 6), 7, 2), \
 ('3', 'Sigmoid', (4, 6, 6), 7, 2)]
 >>> rows[2].refused, sorted(rows[3].refused)   # a sigmoid that gates nothing: the rules refuse it
-({}, ['autograd/deconvnet', 'autograd/guided', 'mirror/deconvnet', 'mirror/gradient', 'mirror/guided'])
+({}, ['autograd/deconvnet', 'autograd/guided', 'mirror/deconvnet', 'mirror/guided'])
 >>> default_layers(net)
 ['0', '2']
 """
