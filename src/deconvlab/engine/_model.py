@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 import torch
@@ -201,10 +201,13 @@ def stop_at(module: nn.Module, store: list) -> Iterator[None]:
         handle.remove()
 
 
-def forward_to(model: nn.Module, layer: str, inputs: torch.Tensor) -> torch.Tensor:
-    """Run ``model(inputs)`` up to the module ``layer`` and return its (first) output."""
+def forward_to(model: nn.Module, layer: str, inputs: torch.Tensor, *contexts) -> torch.Tensor:
+    """Run ``model(inputs)`` up to the module ``layer`` and return its (first) output; ``contexts`` are
+    entered in order around the call (the graph reader's, for instance)."""
     store: list = []
-    with stop_at(find_layer(model, layer), store):
+    with stop_at(find_layer(model, layer), store), ExitStack() as stack:
+        for context in contexts:
+            stack.enter_context(context)
         try:
             model(inputs)
         except LayerReached:

@@ -44,7 +44,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from deconvlab.engine._model import LayerReached, find_layer, module_names, stop_at
+from deconvlab.engine._model import forward_to, module_names
 
 
 @dataclass(frozen=True)
@@ -94,20 +94,8 @@ def capture(model: nn.Module, inputs: torch.Tensor, layer: str, record: Record |
     what it returns is kept as ``node.data``. The model must already be in the mode it should run in.
     """
     graph = Graph(modules=dict(model.named_modules()))
-    store: list = []
     reader = _Reader(graph, inputs, record)
-    with stop_at(find_layer(model, layer), store), module_names(model, reader.stack), reader:
-        try:
-            model(inputs)
-        except LayerReached:
-            pass
-    if not store:
-        raise ValueError(f"layer={layer!r}: not called in the model's forward pass, so it has no units")
-    output = store[0]
-    if not isinstance(output, torch.Tensor):
-        raise ValueError(
-            f"layer={layer!r}: returns a {type(output).__name__}, not a tensor; pick a layer with one output"
-        )
+    output = forward_to(model, layer, inputs, module_names(model, reader.stack), reader)
     graph.output, graph.tensor = reader.values.get(output), output
     return graph
 
