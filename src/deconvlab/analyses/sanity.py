@@ -569,6 +569,17 @@ def sanity_checks(
 LINES = {"deconvnet": ("o", "-"), "guided": ("s", "--"), "gradient": ("^", ":")}  # legible in grayscale
 
 
+def figures(result: SanityChecks) -> dict:
+    """Every figure of ``result`` by name, in the order the report and ``deconvlab sanity`` show them."""
+    return {
+        "cascading-maps": maps_figure(result.cascading),
+        "cascading-curves": curves_figure(result.cascading),
+        "independent-maps": maps_figure(result.independent),
+        "independent-curves": curves_figure(result.independent),
+        "sensitivity": sensitivity_figure(result.sensitivity),
+    }
+
+
 def maps_figure(result: Randomisation, unit: int = 0):
     """Rows of maps, one per rule: the trained projection of unit ``unit``, then after each step.
 

@@ -153,6 +153,11 @@ def topk_scan(
         skipped=[(path, reason) for _, path, reason in skipped],
         fields=fields,
     )
+    return _published(result, out, checkpoint, rank)
+
+
+def _published(result: TopK, out, checkpoint: Path | None, rank: int) -> TopK:
+    """With ``out``: rank 0 writes ``topk.json``, every rank waits for it, then drops its checkpoint."""
     if out is not None:
         if rank == 0:
             result.save(Path(out) / RESULT_FILE)

@@ -39,7 +39,6 @@ import torch
 
 from deconvlab.analyses.scan import (
     PROGRESS_DIR,
-    RESULT_FILE,
     _check_arguments,
     _device,
     _fields,
@@ -48,11 +47,12 @@ from deconvlab.analyses.scan import (
     _inspect,
     _prepare,
     _progress_bar,
+    _published,
     _read_progress,
     _remove_leftovers,
     _save_progress,
 )
-from deconvlab.analyses.scan_distributed import all_gather, barrier, rank_and_world
+from deconvlab.analyses.scan_distributed import all_gather, rank_and_world
 from deconvlab.analyses.scan_hooks import channel_maxima, evaluating
 from deconvlab.analyses.scan_topk import NO_IMAGE, LayerTopK, TopK
 from deconvlab.data.shards import TarShards
@@ -128,13 +128,7 @@ def scan_shards(
                 if on_batch is not None:
                     on_batch(batches)
         bar.close()
-    result = _merged(done, k, fields)
-    if out is not None:
-        if rank == 0:
-            result.save(Path(out) / RESULT_FILE)
-        barrier()
-        checkpoint.unlink(missing_ok=True)
-    return result
+    return _published(_merged(done, k, fields), out, checkpoint, rank)
 
 
 def _first_image(shards: TarShards, batch_size: int) -> torch.Tensor:

@@ -22,8 +22,6 @@ import typer
 from deconvlab.cli._app import app
 from deconvlab.cli._model import WEIGHTS, load_cli_model, model_option
 
-FIGURES = ("cascading-maps", "cascading-curves", "independent-maps", "independent-curves", "sensitivity")
-
 
 @app.command()
 def sanity(
@@ -60,14 +58,7 @@ def _run(out: Path, model_name, weights, data, layer, rules, count, engine, seed
     names = [name.strip() for name in rules.split(",") if name.strip()]
     result = sanity.sanity_checks(network, inputs, layer, rules=names, engine=engine, seed=seed)
     out.mkdir(parents=True, exist_ok=True)
-    figures = [
-        sanity.maps_figure(result.cascading),
-        sanity.curves_figure(result.cascading),
-        sanity.maps_figure(result.independent),
-        sanity.curves_figure(result.independent),
-        sanity.sensitivity_figure(result.sensitivity),
-    ]
-    for name, figure in zip(FIGURES, figures, strict=True):
+    for name, figure in sanity.figures(result).items():
         write_bytes_atomic(out / f"{name}.png", _png(figure))
     data_json = result.to_json()
     write_json_atomic(out / "sanity.json", data_json)

@@ -704,14 +704,6 @@ def _read_png(path: Path) -> np.ndarray:
 
 # --- sanity checks (Adebayo et al. 2018) -------------------------------------------------------------
 
-SANITY_FIGURES = (
-    "cascading-maps",
-    "cascading-curves",
-    "independent-maps",
-    "independent-curves",
-    "sensitivity",
-)
-
 
 def sanity_section(study: Study) -> dict:
     """``deconvlab sanity``'s checks on a few validation images: the last layer with parameters (the
@@ -728,15 +720,8 @@ def sanity_section(study: Study) -> dict:
     inputs = batch(data, indices).to(_device(study.model))
     layer = sanity.parametrised_layers(study.model, inputs, "")[-1]
     result = sanity.sanity_checks(study.model, inputs, layer, seed=study.options.seed)
-    drawn = [
-        sanity.maps_figure(result.cascading),
-        sanity.curves_figure(result.cascading),
-        sanity.maps_figure(result.independent),
-        sanity.curves_figure(result.independent),
-        sanity.sensitivity_figure(result.sensitivity),
-    ]
     figures = []
-    for name, figure in zip(SANITY_FIGURES, drawn, strict=True):
+    for name, figure in sanity.figures(result).items():
         path, relative = study.figure_path(f"sanity-{name}")
         fig.save_figure(path, figure)
         figures.append(relative)
