@@ -38,6 +38,8 @@ import importlib
 import os
 import re
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -138,7 +140,7 @@ def describe(model: nn.Module, spec: str, **meta) -> nn.Module:
 def _registered(name: str, weights, classes: int) -> tuple[nn.Module, dict]:
     if weights == DEFAULT_WEIGHTS:
         raise ValueError(f"--weights=DEFAULT: {name} has no published weights; pass a weight file")
-    model = create(name, num_classes=_classes_in_file(weights, create(name, num_classes=2), classes))
+    model = create(name, num_classes=_classes_in_file(weights, lambda: create(name, num_classes=2), classes))
     if weights is not None:
         load_weights(model, weights)
     return model, {"input_size": model.input_size[-1], "channels": model.input_size[0]}
@@ -173,7 +175,7 @@ def _torchvision(spec: str, name: str, weights, classes: int) -> tuple[nn.Module
         model = torchvision.models.get_model(name, weights=None, num_classes=len(default.meta["categories"]))
         _load_state(model, _renamed_torchvision_keys(name, read_state_dict(path)), path, extra)
         return model, {**meta, "class_names": default.meta["categories"]}
-    probe = torchvision.models.get_model(name, weights=None, num_classes=2, **extra)
+    probe = partial(torchvision.models.get_model, name, weights=None, num_classes=2, **extra)
     model = torchvision.models.get_model(
         name, weights=None, num_classes=_classes_in_file(weights, probe, classes), **extra
     )
@@ -223,7 +225,7 @@ def _timm(spec: str, name: str, weights, classes: int) -> tuple[nn.Module, dict]
         path = _timm_cached_file(spec, model.pretrained_cfg)
         model.load_state_dict(read_state_dict(path))
     else:
-        probe = timm.create_model(name, pretrained=False, num_classes=2)
+        probe = partial(timm.create_model, name, pretrained=False, num_classes=2)
         model = timm.create_model(
             name, pretrained=False, num_classes=_classes_in_file(weights, probe, classes)
         )
@@ -297,11 +299,14 @@ def _factory(spec: str, module_name: str, attribute: str, weights) -> tuple[nn.M
     return model, meta
 
 
-def _classes_in_file(weights, probe: nn.Module, default: int) -> int:
-    """Rows of the last ``nn.Linear`` (or final conv) in the weight file: its number of classes."""
+def _classes_in_file(weights, probe: Callable[[], nn.Module], default: int) -> int:
+    """Rows of the last ``nn.Linear`` (or final conv) in the weight file: its number of classes.
+
+    ``probe()`` builds a small-headed copy of the architecture, only when there is a file to read.
+    """
     if weights is None:
         return default
     state = read_state_dict(weights)
-    heads = [name for name, m in probe.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    heads = [name for name, m in probe().named_modules() if isinstance(m, nn.Linear | nn.Conv2d)]
     key = f"{heads[-1]}.weight" if heads else None
     return int(state[key].shape[0]) if key in state else default
