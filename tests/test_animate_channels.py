@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from deconvlab.arithmetic import conv, conv_transpose
 from deconvlab.arithmetic.animate import GALLERY, Kind, kernel_index_matrix, make_case, matrix_picture, save
 from deconvlab.arithmetic.animate.layout import compute_layout
+from deconvlab.arithmetic.animate.matrix import MAX_SIDE
 from deconvlab.arithmetic.animate.model import build_animation
 from deconvlab.arithmetic.animate.style import FILL, rgb
 
@@ -178,6 +179,10 @@ def test_matrix_picture_has_channel_blocks(case):
         same_group = o // (conv_out // case.groups) == i // (conv_in // case.groups)
         if not same_group:
             assert np.all(block == -1)
+    if max(index.shape) > MAX_SIDE:  # too big to draw legibly: refused with the size, not drawn
+        with pytest.raises(ValueError, match=f"C would be {index.shape[0]}×{index.shape[1]}"):
+            matrix_picture(case)
+        return
     frame = matrix_picture(case)
     assert frame.panels[0].shape == index.shape and frame.panels[1].shape == index.T.shape
 
