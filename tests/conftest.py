@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import settings
+
+# `make test` is a gate that must give the same answer on every machine and every run: property tests draw
+# their examples from a fixed seed there. `pytest --hypothesis-profile=explore` draws fresh ones (and keeps
+# the failures it finds in .hypothesis/), which is how new counter-examples are looked for.
+settings.register_profile("gate", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile("gate")
 
 
 @pytest.fixture(scope="session")
