@@ -137,21 +137,32 @@ def test_auto_is_the_mirror_on_relu_chains_and_equals_both_engines():
 
 
 def test_auto_falls_back_to_autograd_and_says_why():
-    # a product of two tensors computed from the image (a gate, attention) has no mirror step
+    # under deconvnet, a product of two tensors computed from the image that is not a sigmoid gate
+    # (here (x * g) * x) has no mirror step: "auto" runs the autograd engine and says why
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), Product(), nn.Conv2d(2, 1, 3)).eval()
     images = torch.randn(1, 1, 9, 9)
     with pytest.raises(mirror.MirrorRefused, match=r"module '1' \(Product\) multiplies two tensors"):
-        project(model, images, "2", [[0, 0, 1, 1]], rule="gradient", engine="mirror")
-    result = project(model, images, "2", [[0, 0, 1, 1]], rule="gradient", seed="one")
+        project(model, images, "2", [[0, 0, 1, 1]], engine="mirror")
+    result = project(model, images, "2", [[0, 0, 1, 1]], seed="one")
     info = result.projection_info
     assert info.engine == "autograd"
-    assert info.mirror_refusal.startswith(
-        "module '1' (Product) multiplies two tensors computed from the image"
-    )
+    assert info.mirror_refusal.startswith("module '1' (Product) multiplies two tensors computed from")
+    by_autograd = project(model, images, "2", [[0, 0, 1, 1]], seed="one", engine="autograd")
+    torch.testing.assert_close(result, by_autograd)
+
+
+def test_products_take_the_exact_product_rule_under_gradient():
+    # under "gradient" every product of two values is undone exactly (d(ab) = b da + a db), so the
+    # mirror runs and equals torch.autograd.grad of the unit
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), Product(), nn.Conv2d(2, 1, 3)).eval()
+    images = torch.randn(2, 1, 9, 9)
+    result = project(model, images, "2", [[1, 0, 1, 1]], rule="gradient", seed="one")
+    assert (result.projection_info.engine, result.projection_info.mirror_refusal) == ("mirror", "")
     pixels = images.clone().requires_grad_(True)
-    (expected,) = torch.autograd.grad(model(pixels)[0, 0, 1, 1], pixels)
-    torch.testing.assert_close(result, expected)
+    (expected,) = torch.autograd.grad(model(pixels)[1, 0, 1, 1], pixels)
+    torch.testing.assert_close(result[0], expected[1])
 
 
 class Product(nn.Module):

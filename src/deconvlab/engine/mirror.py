@@ -27,6 +27,11 @@ pad (constant; ``nn.ZeroPad2d``)        the window shifted by the padding (what 
 flatten, view, reshape, unflatten       the inverse reshape
 dropout (eval), contiguous, clone       identity
 mul or div by a constant                scaled
+``g * x`` with ``g`` a sigmoid or       the gate policy (``deconvlab.engine.rules``): the signal times
+hardsigmoid (squeeze-excitation)        the recorded ``g``, down ``x`` only; under "gradient" (and for
+                                        any product of two values there) the exact product rule
+layer_norm, group_norm, instance_norm   their vector-Jacobian product at the recorded input, under
+                                        every rule, as the autograd engine computes it
 adaptive_avg_pool2d, mean, sum,         their vector-Jacobian product (exact: they are linear in the
 permute, transpose, chunk, interpolate, signal), on whole maps
 conv_transpose2d, other paddings, ...
@@ -39,10 +44,10 @@ Why BatchNorm's scale and not its shift: in eval mode BatchNorm is ``y = a * x +
 projection is linear in the signal going down (doubling the seed doubles it): the constant ``b``, like
 a convolution's bias, adds nothing to a signal, so only ``a`` enters.
 
-Any other call the signal reaches (a multiplication of two tensors computed from the image, such as
-a squeeze-excitation gate or attention, layer_norm, tanh, a sigmoid) raises ``MirrorRefused`` (a
-ValueError) naming it and its module, unless ``allow_vjp=True``: then an activation or single-input
-function uses its plain vector-Jacobian product at the recorded input.
+Any other call the signal reaches (under deconvnet and guided: a product of two tensors computed from
+the image that is not a gate, such as attention; tanh; a sigmoid that is not a gate) raises
+``MirrorRefused`` (a ValueError) naming it and its module, unless ``allow_vjp=True``: then an
+activation or single-input function uses its plain vector-Jacobian product at the recorded input.
 
 Speed: the forward pass runs once for all images; the switches and ReLU masks it records serve every
 unit. Units go down together, a chunk at a time, and each unit carries only the window of the current
@@ -111,7 +116,8 @@ def record_forward(
 
     with torch.no_grad():
         graph = capture(model, inputs, layer, record)
-    refusals = [node.data for node in reachable(graph) if isinstance(node.data, MirrorRefused)]
+    _settle_products(graph, rule, strict)
+    refusals = [node.data for node in reachable(graph, followed) if isinstance(node.data, MirrorRefused)]
     if refusals:  # an activation first: it says more than the multiplication it gates
         raise min(refusals, key=lambda refusal: not getattr(refusal, "activation", False))
     return graph
@@ -579,6 +585,84 @@ def _reverse_cat(node: Node, signals: list, graph: Graph) -> list[tuple[int, Sig
     return found
 
 
+def _record_operands(node: Node, args: tuple, kwargs: dict) -> tuple[torch.Tensor, ...]:
+    """Both operands of a product, as the call reads them (copied only if the call writes one)."""
+    operands = tuple(arg.detach() for arg in args[:2])
+    return tuple(t.clone() for t in operands) if node.func in IN_PLACE_PRODUCTS else operands
+
+
+def _settle_products(graph: Graph, rule: Rule, strict: bool) -> None:
+    """Decide, once the pass is read, how each product of two values is undone.
+
+    A value is a *gate* if a sigmoid or hardsigmoid made it (through views and expansions). Under
+    deconvnet and guided (not ``strict``), a product of a gate and another value is the gate policy of
+    ``deconvlab.engine.rules``: the signal goes down the other operand, scaled by the recorded gate, and
+    none into the gate's branch. Under "gradient" every product takes its exact vector-Jacobian product
+    at the recorded operands. Any other product is refused (the autograd engine runs it).
+    """
+    gates: dict[int, Node] = {}
+    for node in graph.nodes:
+        source = node if node.func in GATES else None
+        if node.func in GATE_VIEWS and node.inputs and node.inputs[0] in gates:
+            source = gates[node.inputs[0]]
+        if source is not None:
+            gates.update(dict.fromkeys(node.outputs, source))
+        if not isinstance(node.data, tuple) or node.data[0] is not PRODUCT:
+            continue
+        if rule.exact_elsewhere:
+            continue
+        operands = [arg.index for arg in node.args[:2]]
+        gated = [i for i, value in enumerate(operands) if value not in gates]
+        if strict or len(gated) != 1 or graph.shapes[operands[gated[0]]] != graph.shapes[node.outputs[0]]:
+            node.data = _refused(
+                f"module {node.module!r} ({graph.module_type(node)}) multiplies two tensors computed from "
+                "the image that are not a sigmoid gate and the tensor it scales (attention, a square), "
+                "which the mirror engine cannot pass the signal through under the "
+                f"{rule.name} rule; use engine='autograd'"
+            )
+            continue
+        kept, gate = gated[0], 1 - gated[0]
+        node.data = (GATE, SimpleNamespace(
+            gate=node.data[1][gate], gated=operands[kept], source=gates[operands[gate]]
+        ))  # fmt: skip
+
+
+def followed(node: Node) -> tuple[int, ...]:
+    """The values a node's signal goes down to: all it reads, but a gated product only its gated one."""
+    return (node.data[1].gated,) if _step(node) is GATE else node.inputs
+
+
+def _step(node: Node) -> Step | None:
+    """The node's mirror step (None where it was refused)."""
+    return node.data[0] if isinstance(node.data, tuple) else None
+
+
+def _reverse_gate(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The signal times the recorded gate, down the gated operand only."""
+    signal, kept = signals[0], node.data[1]
+    shape = graph.shapes[node.outputs[0]]
+    gate = kept.gate.to(signal.values.dtype)
+    if signal.origin is None:
+        scale = gate.expand(shape)[signal.images]
+    elif gate.shape[-2:] == (1, 1):
+        scale = gate.expand(*shape[:-2], 1, 1)[signal.images]
+    else:
+        scale = gather_windows(gate.expand(shape), signal.images, signal.origin, signal.values.shape[-2:])
+    return [(kept.gated, replace(signal, values=signal.values * scale))]
+
+
+def _reverse_product(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The exact vector-Jacobian product of ``a * b`` at the recorded operands (the "gradient" rule)."""
+    signal = signals[0]
+    leaves = {}
+    for arg, operand in zip(node.args[:2], node.data[1], strict=True):
+        leaves.setdefault(arg.index, operand[signal.images].to(signal.values.dtype).requires_grad_(True))
+    with torch.enable_grad():
+        output = torch.mul(*(leaves[arg.index] for arg in node.args[:2]))
+    grads = torch.autograd.grad(output, list(leaves.values()), _full(signal, graph, node.outputs[0]))
+    return [(value, _whole_maps(grad, signal.images)) for value, grad in zip(leaves, grads, strict=True)]
+
+
 def _record_input(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
     x = args[0] if args else kwargs["input"]
     return x.detach().clone()
@@ -665,6 +749,11 @@ ADDITIONS = {
     T.__rsub__,
 }
 MULTIPLICATIONS = {torch.mul, T.mul, T.mul_, T.__mul__, T.__imul__, T.__rmul__}
+IN_PLACE_PRODUCTS = {T.mul_, T.__imul__}
+GATE_VIEWS = {
+    T.view, T.reshape, torch.reshape, T.expand, T.expand_as, T.unsqueeze, torch.unsqueeze, T.flatten,
+}  # fmt: skip
+NORMS = {F.layer_norm, F.group_norm, F.instance_norm}  # statistics of the image: their exact gradient
 DIVISIONS = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
 CONCATENATIONS = {torch.cat, torch.concat, torch.concatenate}
 RESHAPES = {
@@ -677,8 +766,9 @@ IDENTITIES = {
 }  # fmt: skip
 LINEAR_MAPS = {
     F.adaptive_avg_pool2d, F.avg_pool2d, F.pad, torch.mean, T.mean, torch.sum, T.sum, torch.permute,
-    T.permute, torch.transpose, T.transpose, T.__getitem__, torch.chunk, T.chunk, torch.split, T.split,
-    torch.stack, F.interpolate, F.conv_transpose2d, torch.neg, T.neg, T.__neg__, *ADDITIONS, *CONCATENATIONS,
+    T.permute, torch.transpose, T.transpose, torch.swapaxes, T.swapaxes, torch.movedim, T.movedim,
+    T.__getitem__, torch.chunk, T.chunk, torch.split, T.split, torch.stack, T.expand, T.expand_as,
+    F.interpolate, F.conv_transpose2d, torch.neg, T.neg, T.__neg__, *ADDITIONS, *CONCATENATIONS,
 }  # fmt: skip
 
 CONVOLUTION = Step(_reverse_conv)
@@ -696,6 +786,8 @@ PAD = Step(_reverse_pad)
 ADD = Step(_reverse_add)
 CAT = Step(_reverse_cat)
 LINEAR_MAP = Step(_reverse_linear_map)
+PRODUCT = Step(_reverse_product, before=_record_operands)
+GATE = Step(_reverse_gate)
 
 
 def _refused(message: str, at_once: bool = False, activation: bool = False) -> MirrorRefused:
@@ -728,10 +820,9 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
                 "its vector-Jacobian product", at_once=True, activation=True,
             )  # fmt: skip
         raise _refused(
-            f"{where}: an activation other than ReLU ({node.function}) that is not rectifier-like, and the "
-            f"{rule.name} rule is only defined for ReLUs; the mirror engine does not take multiplicative "
-            "gates yet: use engine='autograd', where gates are constants, or pass allow_vjp=True to use "
-            "its vector-Jacobian product",
+            f"{where}: an activation other than ReLU ({node.function}) that is neither rectifier-like nor "
+            f"a multiplicative gate, and the {rule.name} rule is only defined for ReLUs; pass "
+            "allow_vjp=True to use its vector-Jacobian product (engine='autograd' refuses it too)",
             at_once=strict or func not in GATES, activation=True,
         )  # fmt: skip
     if func is torch.conv2d and values_read == 1 and isinstance(node.args[0], Value):
@@ -756,6 +847,10 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         and not _arguments(node, ("p", "training"), {}).get("training")
     ):
         return IDENTITY
+    if func in MULTIPLICATIONS and values_read == 2 and all(isinstance(a, Value) for a in node.args[:2]):
+        return PRODUCT  # a gate's product or an exact one: settled when the pass is read
+    if func in NORMS and values_read == 1:
+        return VJP_AT_INPUT
     if func in MULTIPLICATIONS | DIVISIONS and values_read == 1:
         constant = next(arg for arg in node.args[:2] if not isinstance(arg, Value))
         if func in DIVISIONS and not isinstance(node.args[0], Value):
@@ -773,14 +868,9 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         return LINEAR_MAP
     if allow_vjp and values_read == 1 and isinstance(node.args[0], Value):
         return VJP_AT_INPUT
-    what = (
-        "multiplies two tensors computed from the image (a gate, attention)"
-        if func in MULTIPLICATIONS
-        else (f"calls {node.function}")
-    )
     raise _refused(
-        f"{where} {what}, which the mirror engine cannot pass the signal through; use engine='autograd' "
-        "(or allow_vjp=True for the vector-Jacobian product of a single-input function)"
+        f"{where} calls {node.function}, which the mirror engine cannot pass the signal through; use "
+        "engine='autograd' (or allow_vjp=True for the vector-Jacobian product of a single-input function)"
     )
 
 
@@ -798,10 +888,13 @@ def activations(graph: Graph) -> tuple[tuple[str, str, str], ...]:
     """``(module, function, policy)`` for each activation other than ReLU in the graph, in call order,
     as the autograd engine reports them (``rule_relus.applied``)."""
     found = {}
+    gate_sources = {id(node.data[1].source) for node in reachable(graph, followed) if _step(node) is GATE}
     for node in graph.nodes:
-        step = node.data[0] if isinstance(node.data, tuple) else None
-        if step is not None and step.before is _record_input_positive:
+        step = _step(node)
+        if id(node) in gate_sources:
+            found[(node.module, node.function)] = "gate"
+        elif step is not None and step.before is _record_input_positive:
             found.setdefault((node.module, node.function), "rectifier")
-        elif step is VJP_AT_INPUT and node.func not in NORMALISATIONS:
+        elif step is VJP_AT_INPUT and node.func not in NORMALISATIONS | NORMS:
             found.setdefault((node.module, node.function), "gradient")
     return tuple((module, function, policy) for (module, function), policy in found.items())
