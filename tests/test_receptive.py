@@ -139,3 +139,36 @@ def test_resnet18_fields_by_hand():
     for layer, (size, jump, offset) in expected.items():
         field = receptive_field(model, layer, (3, 224, 224))
         assert (field.size, field.jump, field.offset) == ((size,) * 2, (jump,) * 2, (offset,) * 2)
+
+
+def test_channels_last_blocks_keep_the_field_convnext():
+    # ConvNeXt's blocks permute to channels-last, layer_norm and linear over the channels, permute back:
+    # the field follows the map's axes through the permutations. By hand: stem 4/4: 4, 4, 0; stage 1's
+    # three 7x7 depthwise convs (pad 3) at jump 4: 4 + 3 * 6 * 4 = 76, offset -3 * 3 * 4 = -36; the 2/2
+    # downsample: 80, 8, -36. Checked against the gradient's support, as above.
+    from torchvision.models import convnext_tiny
+
+    model = convnext_tiny().eval()
+    expected = {"features.1": (76, 4, -36), "features.2": (80, 8, -36)}
+    for layer, (size, jump, offset) in expected.items():
+        field = receptive_field(model, layer, (3, 96, 96))
+        assert (field.size, field.jump, field.offset) == ((size,) * 2, (jump,) * 2, (offset,) * 2)
+    images = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    field = receptive_field(model, "features.1", (3, 96, 96))
+    for y, x in [(0, 0), (12, 7)]:
+        grad = project(model, images, "features.1", [[i, 5, y, x] for i in range(2)], rule="gradient")
+        support = torch.nonzero(grad.abs().sum(dim=(0, 1)))
+        rows, columns = support[:, 0], support[:, 1]
+        assert (rows.min(), rows.max() + 1, columns.min(), columns.max() + 1) == field.box(y, x)
+
+
+@pytest.mark.parametrize("norm", [lambda: nn.GroupNorm(2, 4), lambda: nn.InstanceNorm2d(4)])
+def test_statistics_over_the_map_see_the_whole_image(norm):
+    # a GroupNorm or InstanceNorm divides every unit by a deviation taken over all positions: the
+    # gradient of one unit reaches every pixel, and the field says so
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), norm()).eval()
+    assert receptive_field(model, "0", (1, 16, 16)).box(0, 0) == (0, 2, 0, 2)
+    assert receptive_field(model, "1", (1, 16, 16)).box(0, 0) == (0, 16, 0, 16)
+    image = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    grad = project(model, image, "1", [[0, 0, 0, 0]], rule="gradient", seed="one")
+    assert bool((grad[0, 0, -3:, -3:] != 0).all())

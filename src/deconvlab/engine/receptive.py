@@ -16,7 +16,11 @@ concatenations. Each tensor computed from the image carries its field; a functio
   ``padding_mode="reflect"`` calls first) shifts the offset by the padding before;
 - the same map size as its inputs (ReLU, BatchNorm, local response norm, dropout, an addition, a
   concatenation of channels, ...): the union of its inputs' fields, so a residual block sees as far as
-  its wider branch (and after a concatenation every channel gets the widest branch's field);
+  its wider branch (and after a concatenation every channel gets the widest branch's field); a
+  permutation of the axes (ConvNeXt's channels-last blocks: ``permute``, then ``layer_norm`` and
+  ``linear`` over the channels) keeps the field and moves the map's axes;
+- a normalisation by statistics over every position (``group_norm``, ``instance_norm``, a
+  ``layer_norm`` over the map's axes): the whole image, which each of its units depends on;
 - no map any more, or a global one (flatten, linear, adaptive or global pooling, a mean): the whole
   image, as does anything an input seeing the whole image enters;
 - a map of another size by any other function (interpolate, cropping, transposed convolution): a
@@ -165,6 +169,14 @@ def _as_receptive_field(field, input_size: tuple[int, int]) -> ReceptiveField:
 
 
 WHOLE_IMAGE = (None, None, None)  # the field of a value that depends on every pixel
+PERMUTATIONS = {"permute", "transpose", "swapaxes", "swapdims", "movedim", "moveaxis"}
+STATISTICS_OF_THE_MAP = {"group_norm", "instance_norm"}  # a mean and variance over all positions
+
+
+def _normalises_map(args, kwargs, axes: tuple[int, int]) -> bool:
+    """Whether a layer_norm's statistics run over a map axis (its normalized_shape covers one)."""
+    shape = args[1] if len(args) > 1 else kwargs["normalized_shape"]
+    return 4 - len(tuple(shape) if isinstance(shape, list | tuple) else (shape,)) <= max(axes)
 
 
 class FieldTracker(TorchFunctionMode):
@@ -175,6 +187,7 @@ class FieldTracker(TorchFunctionMode):
         super().__init__()
         self.fields = WeakIdKeyDictionary()
         self.fields[image] = ((1, 1), (1, 1), (0, 0))
+        self.axes = WeakIdKeyDictionary()  # a permuted map's (row axis, column axis); default (2, 3)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -182,15 +195,31 @@ class FieldTracker(TorchFunctionMode):
         inputs = [t for t in _tensors((args, kwargs)) if t in self.fields]
         outputs = _tensors(out)
         if inputs and outputs:
-            field = self._field(getattr(func, "__name__", repr(func)), args, kwargs, inputs, outputs[0])
+            name = getattr(func, "__name__", repr(func))
+            axes = self._axes_after(name, func, args, kwargs, inputs[0], outputs[0])
+            field = self._field(name, args, kwargs, inputs, outputs[0], axes)
             for tensor in outputs:
                 self.fields[tensor] = field
+                if axes != (2, 3):
+                    self.axes[tensor] = axes
         return out
 
-    def _field(self, name: str, args, kwargs, inputs: list, output: torch.Tensor):
+    def _axes_after(self, name: str, func, args, kwargs, first: torch.Tensor, output: torch.Tensor):
+        """Where the map's rows and columns are in the output: moved by a permutation of the axes
+        (ConvNeXt's channels-last blocks), else where they were in the first input."""
+        axes = self.axes.get(first, (2, 3))
+        if name not in PERMUTATIONS or first.ndim != output.ndim or not args or args[0] is not first:
+            return axes
+        sizes = tuple(range(11, 11 + first.ndim))  # one distinct size per axis, to see where each goes
+        moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape
+        return tuple(moved.index(sizes[axis]) for axis in axes)
+
+    def _field(self, name: str, args, kwargs, inputs: list, output: torch.Tensor, axes: tuple[int, int]):
         fields = [self.fields[t] for t in inputs]
         if output.ndim != 4 or any(t.ndim != 4 for t in inputs) or WHOLE_IMAGE in fields:
             return WHOLE_IMAGE
+        if name in STATISTICS_OF_THE_MAP or (name == "layer_norm" and _normalises_map(args, kwargs, axes)):
+            return WHOLE_IMAGE  # normalised by statistics over every position: each unit sees them all
         if name in WINDOW_ARGUMENTS and args and args[0] is inputs[0]:
             return _through_window(fields[0], _window_of_call(name, args, kwargs))
         if name == "pad" and args and args[0] is inputs[0]:  # Conv2d's reflect/replicate padding, crops
@@ -198,15 +227,20 @@ class FieldTracker(TorchFunctionMode):
             size, jump, offset = fields[0]
             before = (pad[2] if len(pad) > 2 else 0, pad[0])  # (top, left); negative crops
             return size, jump, tuple(o - b * j for o, b, j in zip(offset, before, jump, strict=True))
-        if all(t.shape[-2:] == output.shape[-2:] for t in inputs):
+        in_sizes = [self._map_size(t) for t in inputs]
+        out_size = tuple(output.shape[axis] for axis in axes)
+        if all(size == out_size for size in in_sizes):
             return _union(fields, name)
-        if output.shape[-2:] == (1, 1) or name.startswith("adaptive_"):
+        if out_size == (1, 1) or name.startswith("adaptive_"):
             return WHOLE_IMAGE
         raise ValueError(
-            f"receptive_field: the torch function {name!r} turns a {tuple(inputs[0].shape[-2:])} map into "
-            f"a {tuple(output.shape[-2:])} one, and its geometry is unknown (known windows: "
-            f"{', '.join(WINDOW_ARGUMENTS)}; same-size functions; global ones)"
+            f"receptive_field: the torch function {name!r} turns a {in_sizes[0]} map into a {out_size} one, "
+            f"and its geometry is unknown (known windows: {', '.join(WINDOW_ARGUMENTS)}; same-size "
+            "functions; global ones)"
         )
+
+    def _map_size(self, tensor: torch.Tensor) -> tuple[int, int]:
+        return tuple(tensor.shape[axis] for axis in self.axes.get(tensor, (2, 3)))
 
 
 def _tensors(value) -> list[torch.Tensor]:
