@@ -4,7 +4,8 @@ For every chosen layer and channel the scan keeps the ``k`` images with the stro
 with its value and the (y, x) of its maximum in that channel's map; memory is O(layers x channels x k),
 whatever the dataset's size. Ties go to the smaller image index (see ``deconvlab.analyses.scan_topk``).
 The result names each image (its path or key and class, where the dataset gives them: ``source(i)``,
-``class_name(i)``) and the unit's receptive-field box in the input's pixels.
+``class_name(i)``) and the unit's receptive-field box in the input's pixels; for an image read from a
+file, also the file's size and the box in the file's own pixels (``deconvlab.analyses.scan_topk``).
 
 **Unreadable files.** Images are decoded in the DataLoader's workers; a file that cannot be read
 (``deconvlab.data.UnreadableImage``) is skipped, counted and listed in ``topk.json`` with its reason,
@@ -115,8 +116,10 @@ def topk_scan(
         checkpoint = Path(out) / PROGRESS_DIR / f"rank{rank}-of{world}.pt" if out is not None else None
         done, state = 0, {name: LayerTopK.empty(shapes[name][0], k, shapes[name]) for name in layers}
         skipped: list[tuple[int, str, str]] = []
+        file_sizes: dict[int, tuple[int, int]] = {}  # of the images in the lists (and of recent batches)
         if resume:
-            done, state, skipped = _load_progress(checkpoint, world, fingerprint) or (done, state, skipped)
+            loaded = _load_progress(checkpoint, world, fingerprint)
+            done, state, skipped, file_sizes = loaded or (done, state, skipped, file_sizes)
         if out is not None:
             _remove_leftovers(Path(out), checkpoint, rank)
         loader = torch.utils.data.DataLoader(
@@ -137,14 +140,18 @@ def topk_scan(
                         n: state[n].merged(seen.maxima[n][0].numpy(), ids, seen.maxima[n][1].numpy())
                         for n in layers
                     }
+                    sized = zip(batch.indices, batch.file_sizes, strict=True)
+                    file_sizes.update((i, size) for i, size in sized if size is not None)
                 done += 1
                 bar.update()
-                if checkpoint is not None and (done % checkpoint_every == 0 or done == len(batches)):
-                    _save_progress(checkpoint, done, state, skipped, fingerprint)
+                if done % checkpoint_every == 0 or done == len(batches):
+                    file_sizes = _in_lists(file_sizes, state)
+                    if checkpoint is not None:
+                        _save_progress(checkpoint, done, state, skipped, fingerprint, file_sizes=file_sizes)
                 if on_batch is not None:
                     on_batch(done)
         bar.close()
-    merged, skipped = _merge_ranks(state, skipped, layers)
+    merged, skipped, file_sizes = _merge_ranks(state, skipped, file_sizes, layers)
     result = TopK(
         k=k,
         num_images=len(dataset) - len(skipped),
@@ -152,6 +159,7 @@ def topk_scan(
         sources=_sources(dataset, merged),
         skipped=[(path, reason) for _, path, reason in skipped],
         fields=fields,
+        file_sizes=_in_lists(file_sizes, merged),
     )
     return _published(result, out, checkpoint, rank)
 
@@ -311,9 +319,22 @@ def _save_progress(
 
 
 def _load_progress(path: Path, world: int, fingerprint: str):
-    """(batches done, state, skipped) from this rank's checkpoint, or None when there is none."""
+    """(batches done, state, skipped, file sizes) from this rank's checkpoint, or None when there is none."""
     loaded = _read_progress(path, world, fingerprint)
-    return None if loaded is None else loaded[:3]
+    return None if loaded is None else (*loaded[:3], _file_sizes(loaded[3]))
+
+
+def _file_sizes(payload: dict) -> dict[int, tuple[int, int]]:
+    """The file sizes a checkpoint holds (none in one written before they were kept)."""
+    return {int(i): tuple(size) for i, size in payload.get("file_sizes", {}).items()}
+
+
+def _in_lists(file_sizes: dict, layers: dict[str, LayerTopK]) -> dict[int, tuple[int, int]]:
+    """The entries of ``file_sizes`` whose images are in the lists (the others are never written)."""
+    if not file_sizes:
+        return file_sizes
+    kept = {int(i) for layer in layers.values() for i in np.unique(layer.images)}
+    return {i: size for i, size in file_sizes.items() if i in kept}
 
 
 def _read_progress(path: Path, world: int, fingerprint: str):
@@ -344,17 +365,18 @@ def _read_progress(path: Path, world: int, fingerprint: str):
     return payload["batches_done"], state, [tuple(item) for item in payload["skipped"]], payload
 
 
-def _merge_ranks(state: dict[str, LayerTopK], skipped: list, layers: list[str]):
-    """Every rank's lists merged into the top k of their union (exact: the order is total), and every
-    rank's skipped files, in dataset order."""
-    gathered = all_gather((state, skipped))
+def _merge_ranks(state: dict[str, LayerTopK], skipped: list, file_sizes: dict, layers: list[str]):
+    """Every rank's lists merged into the top k of their union (exact: the order is total), every
+    rank's skipped files, in dataset order, and every rank's file sizes."""
+    gathered = all_gather((state, skipped, file_sizes))
     merged = {}
     for name in layers:
         layer = gathered[0][0][name]
-        for other, _ in gathered[1:]:
+        for other, _, _ in gathered[1:]:
             layer = layer.union(other[name])
         merged[name] = layer
-    return merged, sorted(item for _, theirs in gathered for item in theirs)
+    every_size = {i: size for _, _, sizes in gathered for i, size in sizes.items()}
+    return merged, sorted(item for _, theirs, _ in gathered for item in theirs), every_size
 
 
 def _sources(dataset, layers: dict[str, LayerTopK]) -> dict[int, tuple[str | None, str | None]]:

@@ -42,6 +42,7 @@ from deconvlab.analyses.scan import (
     _check_arguments,
     _device,
     _fields,
+    _file_sizes,
     _fingerprint,
     _forward,
     _inspect,
@@ -61,12 +62,13 @@ __all__ = ["scan_shards", "TarShards"]
 
 
 class _Lists:
-    """Top-k lists, skipped samples, the names of the images in the lists and the number read."""
+    """Top-k lists, skipped samples, the names and file sizes of the images in the lists, the number read."""
 
     def __init__(self, shapes: dict, k: int) -> None:
         self.layers = {name: LayerTopK.empty(shape[0], k, shape) for name, shape in shapes.items()}
         self.skipped: list[tuple[int, str, str]] = []
         self.sources: dict[int, tuple[str, str | None]] = {}
+        self.file_sizes: dict[int, tuple[int, int]] = {}
         self.count = 0
 
     def add(self, other: _Lists) -> None:
@@ -75,6 +77,7 @@ class _Lists:
         self.count += other.count
         kept = {int(i) for layer in self.layers.values() for i in layer.images.ravel() if i != NO_IMAGE}
         self.sources = {i: s for i, s in {**self.sources, **other.sources}.items() if i in kept}
+        self.file_sizes = {i: s for i, s in {**self.file_sizes, **other.file_sizes}.items() if i in kept}
 
 
 def scan_shards(
@@ -118,6 +121,7 @@ def scan_shards(
                         for n in layers
                     }
                     part.sources.update(zip(batch.indices, batch.sources, strict=True))
+                    part.file_sizes.update(zip(batch.indices, batch.file_sizes, strict=True))
                     part.count += len(batch.indices)
                 if batch.last:
                     done.add(open_shards.pop(batch.shard))
@@ -140,7 +144,8 @@ def _first_image(shards: TarShards, batch_size: int) -> torch.Tensor:
 
 
 def _checkpoint(path: Path, done: _Lists, completed: dict, fingerprint: str) -> None:
-    extra = {"shards": sorted(completed), "sources": done.sources, "count": done.count}
+    extra = {"shards": sorted(completed), "sources": done.sources, "count": done.count,
+             "file_sizes": done.file_sizes}  # fmt: skip
     _save_progress(path, len(completed), done.layers, done.skipped, fingerprint, **extra)
 
 
@@ -152,6 +157,7 @@ def _resume(checkpoint, world, fingerprint, shapes, k):
     done = _Lists(shapes, k)
     done.layers, done.skipped, done.count = layers, skipped, payload["count"]
     done.sources = {int(i): tuple(source) for i, source in payload["sources"].items()}
+    done.file_sizes = _file_sizes(payload)
     return done, dict.fromkeys(payload["shards"], True)
 
 
@@ -166,6 +172,7 @@ def _merged(done: _Lists, k: int, fields) -> TopK:
         num_images=total.count,
         layers=total.layers,
         sources=total.sources,
+        file_sizes=total.file_sizes,
         skipped=[(path, reason) for _, path, reason in sorted(total.skipped)],
         fields=fields,
     )

@@ -5,6 +5,13 @@ Order: larger value first; equal values by smaller image index. That order is to
 a union of lists is the same whichever way the union is split: batches, resumed runs and ranks all
 merge exactly.
 
+In ``topk.json`` each entry gives the image's index, path and class, the value, the unit's ``position``
+(y, x) in the layer's map and, where the layer's receptive field is known, its ``box`` (y0, y1, x0, x1),
+half-open, in the pixels of the network's input (the file resized and centre-cropped). An image read from
+a file (folder, list or shard) also gives ``file_size`` (height, width) and ``box_in_file``: the same box
+in the file's own pixels (``deconvlab.data.box_in_file``: the crop's offset and the resize undone, starts
+floored and ends ceiled), the box to cut from the original file.
+
 >>> import numpy as np
 >>> layer = LayerTopK.empty(channels=1, k=2, shape=(1, 4, 4))
 >>> layer = layer.merged(np.array([[5.0], [7.0], [5.0]]), np.array([10, 11, 12]), np.zeros((3, 1, 2), int))
@@ -21,9 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from deconvlab._io import write_json_atomic
+from deconvlab.data.transforms import box_in_file
 from deconvlab.engine.receptive import ReceptiveField
 
-FORMAT_VERSION = 2  # 2: entries as objects with path, class and box; skipped files; fields
+FORMAT_VERSION = 2  # 2: entries as objects with path, class and box (and file_size, box_in_file from
+# files: optional keys, which readers of 2 need not know); skipped files; fields
 NO_IMAGE = np.iinfo(np.int64).max  # an empty slot: sorts after every real image at equal value
 
 
@@ -78,11 +87,14 @@ class LayerTopK:
             if i != NO_IMAGE
         ]
 
-    def to_json(self, sources: dict | None = None, field: ReceptiveField | None = None) -> dict:
+    def to_json(
+        self, sources: dict | None = None, field: ReceptiveField | None = None, file_sizes: dict | None = None
+    ) -> dict:
         """The lists as JSON: per channel, entries strongest first, each with the image's index, path
         and class (from ``sources``: index -> (path, class)), the value, the (y, x) of the unit and, with
-        ``field``, its receptive-field box (y0, y1, x0, x1) in the input's pixels."""
-        sources = sources or {}
+        ``field``, its receptive-field box (y0, y1, x0, x1) in the input's pixels; an image in
+        ``file_sizes`` (index -> (height, width)) also gets its ``file_size`` and the box in the file."""
+        sources, file_sizes = sources or {}, file_sizes or {}
         channels = []
         for channel in range(len(self.values)):
             entries = []
@@ -97,6 +109,11 @@ class LayerTopK:
                 }
                 if field is not None:
                     entry["box"] = list(field.box(y, x))
+                if image in file_sizes:
+                    entry["file_size"] = list(file_sizes[image])
+                    if field is not None:
+                        entry["box_in_file"] = list(box_in_file(entry["box"], file_sizes[image],
+                                                                field.input_size[0]))  # fmt: skip
                 entries.append(entry)
             channels.append(entries)
         return {"shape": list(self.shape), "channels": channels}
@@ -116,7 +133,8 @@ class LayerTopK:
 class TopK:
     """A scan's result: ``k``, ``num_images`` scanned, and a ``LayerTopK`` per layer name; ``sources``
     (image index -> (path or key, class name), None where the dataset gives none) for the images in the
-    lists, the ``skipped`` files (path, reason), and each layer's receptive field (None: no boxes).
+    lists, the ``skipped`` files (path, reason), each layer's receptive field (None: no boxes), and
+    ``file_sizes`` (image index -> the file's (height, width)) for the images read from files.
 
     ``save`` writes JSON with a top-level ``"version"``, sorted keys and no timestamps or host names,
     so two scans of the same data and model compare byte for byte.
@@ -128,12 +146,13 @@ class TopK:
     sources: dict[int, tuple[str | None, str | None]] = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     fields: dict[str, ReceptiveField | None] = field(default_factory=dict)
+    file_sizes: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         layers = {}
         for name, layer in self.layers.items():
             receptive = self.fields.get(name)
-            layers[name] = layer.to_json(self.sources, receptive)
+            layers[name] = layer.to_json(self.sources, receptive, self.file_sizes)
             layers[name]["field"] = None if receptive is None else asdict(receptive)
         return {
             "version": FORMAT_VERSION,
@@ -161,9 +180,16 @@ class TopK:
                 key: tuple(value) for key, value in layer["field"].items()})
             for name, layer in obj["layers"].items()
         }  # fmt: skip
+        file_sizes = {
+            entry["image"]: tuple(entry["file_size"])
+            for layer in obj["layers"].values()
+            for entries in layer["channels"]
+            for entry in entries
+            if "file_size" in entry
+        }
         skipped = [(item["path"], item["reason"]) for item in obj["skipped"]]
         return cls(k=k, num_images=int(obj["num_images"]), layers=layers, sources=sources, skipped=skipped,
-                   fields=fields)  # fmt: skip
+                   fields=fields, file_sizes=file_sizes)  # fmt: skip
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the JSON atomically: a reader sees the old file or the complete new one."""

@@ -32,6 +32,7 @@ from deconvlab.data.shards import TarShards
 from deconvlab.data.transforms import (
     MEAN,
     STD,
+    box_in_file,
     center_crop,
     denormalize,
     input_half_range,
@@ -54,6 +55,7 @@ __all__ = [
     "TarShards",
     "Unreadable",
     "UnreadableImage",
+    "box_in_file",
     "collate_readable",
     "center_crop",
     "denormalize",

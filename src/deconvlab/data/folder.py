@@ -126,15 +126,25 @@ class ImageFiles(torch.utils.data.Dataset):
 
     def pixels(self, index: int) -> torch.Tensor:
         """uint8 (3, S, S): file ``index`` decoded, shorter side resized to S, centre-cropped."""
+        return self._pixels_and_file_size(index)[0]
+
+    def _pixels_and_file_size(self, index: int) -> tuple[torch.Tensor, tuple[int, int]]:
         image = read_image(self.path(index), self.max_pixels)
-        return center_crop(resize_shorter(image, self.image_size), self.image_size)
+        file_size = (int(image.shape[-2]), int(image.shape[-1]))
+        return center_crop(resize_shorter(image, self.image_size), self.image_size), file_size
 
     def image(self, index: int) -> np.ndarray:
         """uint8 (S, S, 3) pixels of image ``index`` (resized and centre-cropped)."""
         return self.pixels(index).movedim(0, -1).numpy()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return normalize(self.pixels(index), self.mean, self.std), int(self.labels[index])
+        return self.item_and_file_size(index)[0]
+
+    def item_and_file_size(self, index: int) -> tuple[tuple[torch.Tensor, int], tuple[int, int]]:
+        """``(dataset[index], (height, width))``: the item and its file's size before the transform, from
+        one decoding (the scan maps boxes back into the file with it, ``deconvlab.data.box_in_file``)."""
+        pixels, file_size = self._pixels_and_file_size(index)
+        return (normalize(pixels, self.mean, self.std), int(self.labels[index])), file_size
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, image_size={self.image_size}, size={len(self)})"

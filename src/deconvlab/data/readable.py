@@ -3,7 +3,8 @@
 ``Readable(dataset)[i]`` is ``(i, item)``, or an ``Unreadable(i, path, reason)`` marker where
 ``dataset[i]`` raises ``UnreadableImage``. ``collate_readable`` drops the markers from a batch and hands
 them on: the loop in the main process sees which indices it got and which files were skipped, whichever
-worker decoded them.
+worker decoded them. A dataset of files (``ImageFiles``) also gives each item's file size before the
+transform (``item_and_file_size``), collated as ``Batch.file_sizes``; other datasets give None.
 
 >>> import torch
 >>> class Half(torch.utils.data.Dataset):  # odd items are unreadable
@@ -15,8 +16,8 @@ worker decoded them.
 ...         return torch.full((1, 2, 2), float(i)), i
 >>> loader = torch.utils.data.DataLoader(Readable(Half()), batch_size=4, collate_fn=collate_readable)
 >>> batch = next(iter(loader))
->>> batch.indices, batch.images[:, 0, 0, 0].tolist(), batch.labels.tolist()
-([0, 2], [0.0, 2.0], [0, 2])
+>>> batch.indices, batch.images[:, 0, 0, 0].tolist(), batch.labels.tolist(), batch.file_sizes
+([0, 2], [0.0, 2.0], [0, 2], [None, None])
 >>> batch.skipped[0]
 Unreadable(index=1, path='1.png', reason='corrupt')
 """
@@ -40,16 +41,19 @@ class Unreadable(NamedTuple):
 
 class Batch(NamedTuple):
     """The readable items of a batch: their dataset ``indices``, ``images`` (B, C, H, W) and ``labels``
-    collated (None when every item was skipped), and the ``skipped`` items."""
+    collated (None when every item was skipped), the ``skipped`` items, and each readable item's
+    ``file_sizes`` (height, width) before the transform (None where the dataset reads no file)."""
 
     indices: list[int]
     images: torch.Tensor | None
     labels: object
     skipped: list[Unreadable]
+    file_sizes: list[tuple[int, int] | None]
 
 
 class Readable(torch.utils.data.Dataset):
-    """``dataset`` with each item tagged by its index, and unreadable files turned into markers."""
+    """``dataset`` with each item tagged by its index and its file size (``(index, item, (height, width)
+    or None)``), and unreadable files turned into markers."""
 
     def __init__(self, dataset) -> None:
         self.dataset = dataset
@@ -58,10 +62,12 @@ class Readable(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int):
+        read = getattr(self.dataset, "item_and_file_size", None)
         try:
-            return index, self.dataset[index]
+            item, file_size = read(index) if read is not None else (self.dataset[index], None)
         except UnreadableImage as error:
             return Unreadable(int(index), error.path, error.reason)
+        return index, item, file_size
 
 
 def collate_readable(items) -> Batch:
@@ -69,7 +75,7 @@ def collate_readable(items) -> Batch:
     skipped = [item for item in items if isinstance(item, Unreadable)]
     kept = [item for item in items if not isinstance(item, Unreadable)]
     if not kept:
-        return Batch([], None, None, skipped)
-    images = torch.stack([item[0] for _, item in kept])
-    labels = torch.utils.data.default_collate([item[1] for _, item in kept])
-    return Batch([int(index) for index, _ in kept], images, labels, skipped)
+        return Batch([], None, None, skipped, [])
+    images = torch.stack([item[0] for _, item, _ in kept])
+    labels = torch.utils.data.default_collate([item[1] for _, item, _ in kept])
+    return Batch([int(index) for index, _, _ in kept], images, labels, skipped, [size for *_, size in kept])

@@ -8,7 +8,8 @@ i mod N) and then to each process's DataLoader workers (``webdataset.split_by_wo
 
 Each sample's image (its first member ending in jpg, jpeg, png, webp, ppm, bmp, tif or tiff) is decoded by
 ``deconvlab.data.read_image`` and prepared as an image file is (shorter side resized, centre-cropped,
-normalised); its class is its ``cls`` member (or ``txt``), where it has one. A sample without a readable
+normalised); its class is its ``cls`` member (or ``txt``), where it has one, and its image's size before
+the transform is kept (``ShardBatch.file_sizes``). A sample without a readable
 image becomes an ``Unreadable`` marker (key and reason) and the scan goes on.
 
 Every sample has an index that does not depend on how shards are split: ``shard * SHARD_STRIDE +
@@ -26,8 +27,8 @@ says so (``ShardBatch.last``): what a resumable scan needs (``deconvlab.analyses
 ...         info = tarfile.TarInfo(key); info.size = len(data); tar.addfile(info, io.BytesIO(data))
 >>> shards = TarShards(str(folder / "s-{0..0}.tar"), image_size=4)
 >>> batch = next(shards.batches(batch_size=8))
->>> batch.indices, batch.sources, batch.last
-([0], [('a', '3')], True)
+>>> batch.indices, batch.sources, batch.file_sizes, batch.last
+([0], [('a', '3')], [(5, 6)], True)
 >>> batch.skipped[0].index, batch.skipped[0].path, batch.skipped[0].reason.split(":")[0]
 (1, 'b', 'UnidentifiedImageError')
 """
@@ -51,7 +52,8 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "ppm", "bmp", "tif", "tiff")
 class ShardBatch(NamedTuple):
     """Up to ``batch_size`` consecutive samples of one shard: the readable ones' ``indices``, ``images``
     (B, 3, S, S; None when none is readable), ``sources`` ((key, class or None) each), the ``skipped``
-    ones; ``shard`` its number and ``last`` whether it ends the shard."""
+    ones; ``shard`` its number and ``last`` whether it ends the shard; ``file_sizes`` the readable
+    samples' images' (height, width) before the transform."""
 
     shard: int
     indices: list[int]
@@ -59,6 +61,7 @@ class ShardBatch(NamedTuple):
     sources: list[tuple[str, str | None]]
     skipped: list[Unreadable]
     last: bool
+    file_sizes: list[tuple[int, int]]
 
 
 class TarShards:
@@ -137,13 +140,14 @@ class TarShards:
             if extension is None:
                 fields = sorted(name for name in sample if not name.startswith("__"))
                 raise UnreadableImage(key, f"no image in the sample (its members: {', '.join(fields)})")
-            image = read_image(sample[extension], self.max_pixels, name=key)
-            image = center_crop(resize_shorter(image, self.image_size), self.image_size)
+            decoded = read_image(sample[extension], self.max_pixels, name=key)
+            image = center_crop(resize_shorter(decoded, self.image_size), self.image_size)
         except UnreadableImage as error:
             return Unreadable(index, error.path, error.reason)
         label = sample.get("cls", sample.get("txt"))
         class_name = label.decode().strip() if isinstance(label, bytes) else None
-        return index, normalize(image, self.mean, self.std), key, class_name
+        file_size = (int(decoded.shape[-2]), int(decoded.shape[-1]))
+        return index, normalize(image, self.mean, self.std), key, class_name, file_size
 
 
 def _collate(shard: int, group: list, last: bool) -> ShardBatch:
@@ -151,4 +155,5 @@ def _collate(shard: int, group: list, last: bool) -> ShardBatch:
     kept = [item for item in group if not isinstance(item, Unreadable)]
     images = torch.stack([item[1] for item in kept]) if kept else None
     sources = [(item[2], item[3]) for item in kept]
-    return ShardBatch(shard, [item[0] for item in kept], images, sources, skipped, last)
+    file_sizes = [item[4] for item in kept]
+    return ShardBatch(shard, [item[0] for item in kept], images, sources, skipped, last, file_sizes)

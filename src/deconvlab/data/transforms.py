@@ -171,3 +171,35 @@ def resize_and_crop(image: Picture, size: int) -> np.ndarray:
     if isinstance(image, Image.Image):
         image = F.pil_to_tensor(to_rgb(image))
     return center_crop(resize_shorter(image, size), size).movedim(-3, -1).numpy()
+
+
+def box_in_file(box: Sequence[int], file_size: tuple[int, int], image_size: int) -> tuple[int, int, int, int]:
+    """A half-open box ``(y0, y1, x0, x1)`` in the pixels of ``resize_and_crop(file, image_size)``, mapped
+    back into the file's own pixels; ``file_size`` is the file's (height, width).
+
+    The inverse of the transform's arithmetic: the resize sends the shorter side to ``image_size`` and the
+    longer to ``int(image_size * long / short)`` (torchvision's rule); the centre crop starts at
+    ``round((resized - image_size) / 2)`` on each axis (Python's round, as torchvision's). A box edge ``e``
+    in the crop is edge ``e + start`` of the resized image, and edge ``(e + start) * file / resized`` of
+    the file. Starts are floored and ends ceiled, so the file box holds every file pixel the box covers;
+    it lies inside the file, as the crop lies inside the resized image.
+
+    A 97 x 150 file (height x width) at 64 is resized to 64 x 98 (int(64 * 150 / 97) = 98), its columns
+    cropped from round(34 / 2) = 17. Rows [10, 30): [10 * 97 / 64, 30 * 97 / 64) = [15.2, 45.5) -> [15, 46);
+    columns [5, 40) are resized columns [22, 57), file columns [22 * 150 / 98, 57 * 150 / 98) =
+    [33.7, 87.2) -> [33, 88):
+
+    >>> box_in_file((10, 30, 5, 40), file_size=(97, 150), image_size=64)
+    (15, 46, 33, 88)
+    """
+    height, width = (int(side) for side in file_size)
+    short, long = min(height, width), max(height, width)
+    resized_long = int(image_size * long / short)
+    resized = (image_size, resized_long) if height <= width else (resized_long, image_size)
+    y0, y1, x0, x1 = (int(edge) for edge in box)
+    mapped = []
+    for (start, end), side, resized_side in zip(((y0, y1), (x0, x1)), (height, width), resized, strict=True):
+        crop_start = int(round((resized_side - image_size) / 2.0))
+        # exact integer arithmetic: floor((e + crop_start) * side / resized_side), and its ceiling
+        mapped += [(start + crop_start) * side // resized_side, -(-(end + crop_start) * side // resized_side)]
+    return tuple(mapped)
