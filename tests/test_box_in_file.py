@@ -18,6 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from deconvlab.analyses import topk_scan
 from deconvlab.data import ImageFolder, TarShards, box_in_file, read_image, resize_and_crop
+from deconvlab.export import export_topk
 from deconvlab.models import create
 
 # (height, width) of files: odd, landscape and portrait, square, smaller than the input (upscaled), and
@@ -108,10 +109,12 @@ def images(tmp_path_factory):
     return root
 
 
-def _scan(dataset, out):
+def _scan(dataset, out, export=None):
     torch.manual_seed(0)
     model = create("zfnet-mini", num_classes=4)
-    topk_scan(model, dataset, ["features.0", "features.4"], k=3, batch_size=2, out=out, progress=False)
+    top = topk_scan(model, dataset, ["features.0", "features.4"], k=3, batch_size=2, out=out, progress=False)
+    if export is not None:
+        export_topk(top, model, dataset, export, layers=["features.4"])
     return json.loads((out / "topk.json").read_text())
 
 
@@ -158,3 +161,17 @@ def test_images_without_files_have_no_box_in_file(tmp_path):
     assert len(entries) == 2 and all(
         "box" in e and "box_in_file" not in e and "file_size" not in e for e in entries
     )
+
+
+def test_export_cuts_the_file_box_from_the_file(images, tmp_path):
+    folder = ImageFolder(images / "folder", image_size=64, check=False)
+    saved = _scan(folder, tmp_path / "scan", export=tmp_path / "export")
+    for channel, entries in enumerate(saved["layers"]["features.4"]["channels"]):
+        for rank, entry in enumerate(entries):
+            y0, y1, x0, x1 = entry["box_in_file"]
+            expected = np.asarray(Image.open(entry["path"]).convert("RGB").crop((x0, y0, x1, y1)))
+            cut = np.asarray(
+                Image.open(tmp_path / "export" / "features.4" / f"{channel:04d}" / f"original-{rank}.png")
+            )
+            np.testing.assert_array_equal(cut, expected)
+    assert "0000/original-0.png" in (tmp_path / "export" / "features.4" / "index.html").read_text()

@@ -123,6 +123,6 @@ def test_cli_export_writes_what_the_library_writes(work, tmp_path, monkeypatch):
     folder = ImageFolder("images", image_size=SIZE, check=False)
     export_topk(TopK.load(tmp_path / "scan" / "topk.json"), model, folder, tmp_path / "library")
     files = sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").rglob("*") if p.is_file())
-    assert len(files) == 2 + 4 * 2 * 2  # two pages, 4 channels x 2 images x (patch, projection)
+    assert len(files) == 2 + 4 * 2 * 3  # two pages, 4 channels x 2 images x (patch, projection, original)
     for name in files:
         assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "library" / name).read_bytes()

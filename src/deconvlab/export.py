@@ -9,6 +9,8 @@ k images (strongest first),
 - ``<layer>/<channel>/projection-<rank>.png``: the unit projected to pixels
   (``deconvlab.engine.project``, by ``rule``), drawn as the report draws projections (zero at mid-grey,
   ``deconvlab.report.figures.projection_rgb`` of the whole projection), cut to the same box;
+- ``<layer>/<channel>/original-<rank>.png``, for an image file: the same box cut from the file itself at
+  its own resolution (``topk.json``'s ``box_in_file``);
 
 then ``<layer>/index.html`` (a row per channel: the file names, values and pictures) and ``index.html``
 (a link per layer), written last: a folder with an ``index.html`` is complete. Every file is written
@@ -49,6 +51,7 @@ from PIL import Image
 
 from deconvlab._io import write_bytes_atomic
 from deconvlab.analyses.scan_topk import TopK
+from deconvlab.data import box_in_file, read_image
 from deconvlab.engine import project
 from deconvlab.report.figures import projection_rgb
 
@@ -115,8 +118,15 @@ def _export_channel(topk, model, dataset, out, layer, channel, rule) -> list[dic
         y0, y1, x0, x1 = field.box(y, x) if field is not None else (0, picture.shape[0], 0, picture.shape[1])
         _write_png(folder / f"patch-{rank}.png", picture[y0:y1, x0:x1])
         _write_png(folder / f"projection-{rank}.png", projection_rgb(projections[rank])[y0:y1, x0:x1])
+        file_size = topk.file_sizes.get(image)
+        original = file_size is not None and callable(getattr(dataset, "path", None))
+        if original:
+            fy0, fy1, fx0, fx1 = box_in_file((y0, y1, x0, x1), file_size, picture.shape[0])
+            pixels = read_image(dataset.path(image))[:, fy0:fy1, fx0:fx1]
+            _write_png(folder / f"original-{rank}.png", pixels.movedim(0, -1).numpy())
         path, class_name = topk.sources.get(image, (None, None))
-        shown.append({"rank": rank, "image": image, "path": path, "class": class_name, "value": value})
+        shown.append({"rank": rank, "image": image, "path": path, "class": class_name, "value": value,
+                      "original": original})  # fmt: skip
     return shown
 
 
@@ -156,8 +166,8 @@ def _layer_page(layer: str, topk: TopK, rows: list[list[dict]]) -> str:
     lines = []
     for channel, shown in enumerate(rows):
         cells = []
-        for kind in ("patch", "projection"):
-            for entry in shown:
+        for kind in ("patch", "projection", "original"):
+            for entry in (e for e in shown if kind != "original" or e["original"]):
                 name = entry["path"] if entry["path"] is not None else f"image {entry['image']}"
                 kind_of = f" ({entry['class']})" if entry["class"] else ""
                 caption = f"{name}{kind_of}: {entry['value']:.4g}"
@@ -168,7 +178,8 @@ def _layer_page(layer: str, topk: TopK, rows: list[list[dict]]) -> str:
         lines.append(f"<tr><th>{channel}</th>{''.join(cells)}</tr>")
     intro = (
         f"<p><a href='../index.html'>all layers</a>. Per channel: the top {topk.k} receptive-field patches, "
-        "strongest first, then their projections (hover for the file and value).</p>"
+        "strongest first, then their projections, then the boxes cut from the files at their own "
+        "resolution (hover for the file and value).</p>"
     )
     body = f"{intro}<table>{''.join(lines)}</table>"
     return _page(f"Layer {layer}", body)
