@@ -65,16 +65,16 @@ class StageCache:
         """The stage's result: from the cache when ``key`` matches, else ``compute()`` stored atomically.
 
         A result's ``"figures"`` list names files relative to ``root``; a cached result whose figures
-        are missing is computed again.
+        are missing is computed again. A computed result is returned as stored (read back), so that a
+        report that reused the stage and one that computed it see the same dicts, keys in one order.
         """
         stamp = fingerprint(key)
         with cache_lock(self.path(name).with_suffix(".lock"), self.on_wait):
             cached = self._load(name)
             if cached and cached.get("fingerprint") == stamp and self._figures_exist(cached["result"]):
                 return cached["result"]
-            result = compute()
-            write_json_atomic(self.path(name), {"fingerprint": stamp, "result": result})
-        return result
+            write_json_atomic(self.path(name), {"fingerprint": stamp, "result": compute()})
+            return json.loads(self.path(name).read_text())["result"]
 
     def _load(self, name: str) -> dict | None:
         try:
