@@ -6,7 +6,10 @@ figures are written (a stage half done: figures on disk, no stage file), between
 evolution's two checkpoint steps (a stage with its own cached steps), and in the middle of the
 occlusion stage; the fourth run finishes it. The net holds still (sleeps until killed) at a chosen
 forward call after announcing it with a file, so each kill lands exactly there on any machine; nothing
-here measures time.
+here measures time. Compared with a report run once into another folder: the same files; every figure,
+index.html and the top-9 scan's topk.json byte for byte; every stage file and report.json number for
+number, less the wall-clock ``seconds`` fields (named in ``numbers``). Each stage finished before a kill
+is checked to be reused (its file and figures never rewritten).
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from deconvlab.report.cache import StageCache
+
 NET = '''
 import os
 import time
 from pathlib import Path
 
 import torch
+
+from deconvlab.report.cache import StageCache
 from torch import nn
 
 calls = 0
@@ -185,3 +192,13 @@ def test_sigkill_at_three_points_then_rerun_writes_the_uninterrupted_report(work
             assert numbers(cut / name) == numbers(whole / name), name
         else:  # every figure, index.html, the top-9 scan's topk.json, the locks: the same bytes
             assert (cut / name).read_bytes() == (whole / name).read_bytes(), name
+
+
+def test_a_computed_stage_reads_as_a_reused_one(tmp_path):
+    """What ``index.html`` is drawn from: the same dict, keys in the same order, whether the stage was
+    computed in this run or read back from an earlier one (the splits were once in another order)."""
+    cache = StageCache(tmp_path)
+    computed = cache.run("s", {"k": 1}, lambda: {"splits": {"train": 3, "val": 1, "test": 1}, "figures": []})
+    reused = cache.run("s", {"k": 1}, lambda: pytest.fail("computed again"))
+    assert json.dumps(computed) == json.dumps(reused)  # order-sensitive
+    assert computed == {"splits": {"train": 3, "val": 1, "test": 1}, "figures": []}
