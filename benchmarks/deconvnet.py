@@ -16,7 +16,10 @@ On ZFNet, Captum's full run takes minutes on a laptop CPU, so by default it is t
 channels and extrapolated linearly to 256 (each channel is one independent call of the same cost);
 its projections are compared with ours on those channels. ``--captum-channels 256`` runs all of it.
 Both sides are run ``--repeats`` times, interleaved, and each keeps its best time (a shared machine's
-load only ever adds time).
+load only ever adds time). Next to each ratio, the *multiply-add ceiling*: Captum's counted
+floating-point operations (convolutions and matrix products, ``FlopCounterMode``) over deconvlab's, the
+speedup deconvlab would have if both ran at the same FLOP rate; beating it takes a faster kernel, not
+less work.
 
     .venv/bin/python benchmarks/deconvnet.py            # prints the figures quoted in the README
     .venv/bin/python benchmarks/deconvnet.py --case resnet50-layer2 --repeats 2
@@ -31,6 +34,7 @@ import warnings
 import torch
 from captum.attr import NeuronDeconvolution
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from deconvlab.engine import project, strongest_units
 from deconvlab.models import create
@@ -120,15 +124,28 @@ def main() -> None:
     captum_total = captum_seconds * all_channels / len(channels)
     print(f"captum NeuronDeconvolution: {captum_seconds:.1f} s for {len(channels)} channels "
           f"-> {captum_total:.1f} s for {all_channels}; best of {args.repeats}")  # fmt: skip
+    captum_flops = count_flops(lambda: run_captum(model, layer, images, units_by_channel, channels[:1]))
+    captum_flops *= all_channels
     for engine, (ours, seconds) in best.items():
+        ceiling = captum_flops / count_flops(
+            lambda engine=engine: time_deconvlab(model, layer, images, units, engine)
+        )
         worst = 0.0
         for channel in channels:
             got = ours[units[:, 1] == channel]
             worst = max(worst, float((got - theirs[channel]).abs().max() / theirs[channel].abs().max()))
         info = ours.projection_info
         print(f"deconvlab engine={engine} (ran: {info.engine}): {seconds:.1f} s for {len(units)} (chunk "
-              f"{info.chunk_size}, {info.backward_passes} passes); speedup x{captum_total / seconds:.1f}; "
-              f"max |diff| / max |captum| = {worst:.1e}")  # fmt: skip
+              f"{info.chunk_size}, {info.backward_passes} passes); speedup x{captum_total / seconds:.1f} "
+              f"(multiply-add ceiling x{ceiling:.1f}); max |diff| / max |captum| = {worst:.1e}")  # fmt: skip
+
+
+def count_flops(run) -> int:
+    """The floating-point operations ``run()`` performs in convolutions and matrix products (torch's
+    ``FlopCounterMode``): their ratio is the speedup one side would have at the other's FLOP rate."""
+    with FlopCounterMode(display=False) as counter:
+        run()
+    return counter.get_total_flops()
 
 
 def time_deconvlab(model: nn.Module, layer: str, images: torch.Tensor, units: torch.Tensor, engine: str):

@@ -172,3 +172,14 @@ def test_statistics_over_the_map_see_the_whole_image(norm):
     image = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(1))
     grad = project(model, image, "1", [[0, 0, 0, 0]], rule="gradient", seed="one")
     assert bool((grad[0, 0, -3:, -3:] != 0).all())
+
+
+def test_token_sequences_see_the_whole_image_vit():
+    # ViT: the 16x16/16 patch convolution has a 16-pixel field; its flattened, permuted (N, tokens, C)
+    # sequence is no map any more, and every later unit sees the whole image
+    from torchvision.models import vit_b_16
+
+    model = vit_b_16(image_size=64).eval()
+    field = receptive_field(model, "conv_proj", (3, 64, 64))
+    assert (field.size, field.jump, field.offset) == ((16, 16), (16, 16), (0, 0))
+    assert receptive_field(model, "encoder.layers.encoder_layer_0", (3, 64, 64)).box(0, 0) == (0, 64, 0, 64)

@@ -208,7 +208,7 @@ class FieldTracker(TorchFunctionMode):
         """Where the map's rows and columns are in the output: moved by a permutation of the axes
         (ConvNeXt's channels-last blocks), else where they were in the first input."""
         axes = self.axes.get(first, (2, 3))
-        if name not in PERMUTATIONS or first.ndim != output.ndim or not args or args[0] is not first:
+        if name not in PERMUTATIONS or not first.ndim == output.ndim == 4 or not args or args[0] is not first:
             return axes
         sizes = tuple(range(11, 11 + first.ndim))  # one distinct size per axis, to see where each goes
         moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape
