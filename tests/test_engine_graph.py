@@ -137,32 +137,42 @@ def test_auto_is_the_mirror_on_relu_chains_and_equals_both_engines():
 
 
 def test_auto_falls_back_to_autograd_and_says_why():
-    # under deconvnet, a product of two tensors computed from the image that is not a sigmoid gate
-    # (here (x * g) * x) has no mirror step: "auto" runs the autograd engine and says why
+    # BatchNorm with batch statistics (no running estimates) mixes the images of a batch: no fixed scale,
+    # so the mirror refuses it, and "auto" runs the autograd engine and says why
     torch.manual_seed(4)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), Product(), nn.Conv2d(2, 1, 3)).eval()
-    images = torch.randn(1, 1, 9, 9)
-    with pytest.raises(mirror.MirrorRefused, match=r"module '1' \(Product\) multiplies two tensors"):
-        project(model, images, "2", [[0, 0, 1, 1]], engine="mirror")
-    result = project(model, images, "2", [[0, 0, 1, 1]], seed="one")
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False), nn.Conv2d(2, 1, 3)
+    )
+    images = torch.randn(1, 1, 9, 9)  # one image: batch statistics couple the images of a batch
+    with pytest.raises(mirror.MirrorRefused, match=r"module '1' \(BatchNorm2d\) calls batch_norm with batch"):
+        project(model.eval(), images, "2", [[0, 0, 1, 1]], engine="mirror")
+    result = project(model.eval(), images, "2", [[0, 0, 1, 1]], seed="one")
     info = result.projection_info
     assert info.engine == "autograd"
-    assert info.mirror_refusal.startswith("module '1' (Product) multiplies two tensors computed from")
-    by_autograd = project(model, images, "2", [[0, 0, 1, 1]], seed="one", engine="autograd")
-    torch.testing.assert_close(result, by_autograd)
+    assert info.mirror_refusal.startswith("module '1' (BatchNorm2d) calls batch_norm with batch statistics")
+    pixels = images.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model.eval()(pixels)[0, 0, 1, 1], pixels)  # no ReLU: the gradient
+    torch.testing.assert_close(result[0], expected[0])
 
 
-def test_products_take_the_exact_product_rule_under_gradient():
-    # under "gradient" every product of two values is undone exactly (d(ab) = b da + a db), so the
-    # mirror runs and equals torch.autograd.grad of the unit
+@pytest.mark.parametrize("rule", ["deconvnet", "gradient"])
+def test_products_of_values_take_the_exact_product_rule(rule):
+    # (x * g) * x: the first product is a sigmoid gate (constant under deconvnet); the second multiplies
+    # two values that are no gate, and both engines take its exact product rule, d(ab) = b da + a db.
+    # Under "gradient" everything is exact: torch.autograd.grad of the unit is the reference.
     torch.manual_seed(4)
     model = nn.Sequential(nn.Conv2d(1, 2, 3), Product(), nn.Conv2d(2, 1, 3)).eval()
     images = torch.randn(2, 1, 9, 9)
-    result = project(model, images, "2", [[1, 0, 1, 1]], rule="gradient", seed="one")
+    result = project(model, images, "2", [[1, 0, 1, 1]], rule=rule, seed="one")
     assert (result.projection_info.engine, result.projection_info.mirror_refusal) == ("mirror", "")
-    pixels = images.clone().requires_grad_(True)
-    (expected,) = torch.autograd.grad(model(pixels)[1, 0, 1, 1], pixels)
-    torch.testing.assert_close(result[0], expected[1])
+    by_autograd = project(model, images, "2", [[1, 0, 1, 1]], rule=rule, seed="one", engine="autograd")
+    torch.testing.assert_close(result, by_autograd)
+    if rule == "gradient":
+        pixels = images.clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(model(pixels)[1, 0, 1, 1], pixels)
+        torch.testing.assert_close(result[0], expected[1])
+    else:
+        assert result.projection_info.activations == (("1", "sigmoid", "gate"),)
 
 
 class Product(nn.Module):

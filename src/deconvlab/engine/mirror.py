@@ -44,10 +44,13 @@ Why BatchNorm's scale and not its shift: in eval mode BatchNorm is ``y = a * x +
 projection is linear in the signal going down (doubling the seed doubles it): the constant ``b``, like
 a convolution's bias, adds nothing to a signal, so only ``a`` enters.
 
-Any other call the signal reaches (under deconvnet and guided: a product of two tensors computed from
-the image that is not a gate, such as attention; tanh; a sigmoid that is not a gate) raises
-``MirrorRefused`` (a ValueError) naming it and its module, unless ``allow_vjp=True``: then an
-activation or single-input function uses its plain vector-Jacobian product at the recorded input.
+Any other call the signal reaches (softmax, einsum, matmul, a product of two values that is no gate,
+...) takes its exact vector-Jacobian product at the values it read, computed by autograd on whole
+maps: what the autograd engine computes there, since the rules concern activations only. The mirror
+refuses (``MirrorRefused``, a ValueError naming the call and its module) only an activation the rule
+does not define (tanh, a sigmoid that is no gate; or anything but a ReLU with ``strict=True``), which
+the autograd engine refuses too, unless ``allow_vjp=True`` gives it its plain vector-Jacobian
+product; and a batch_norm with batch statistics, which mixes the images of a batch.
 
 Speed: the forward pass runs once for all images; the switches and ReLU masks it records serve every
 unit. Units go down together, a chunk at a time, and each unit carries only the window of the current
@@ -585,14 +588,29 @@ def _reverse_cat(node: Node, signals: list, graph: Graph) -> list[tuple[int, Sig
     return found
 
 
-def _record_operands(node: Node, args: tuple, kwargs: dict) -> tuple[torch.Tensor, ...]:
-    """Both operands of a product, as the call reads them (copied only if the call writes one)."""
-    operands = tuple(arg.detach() for arg in args[:2])
-    return tuple(t.clone() for t in operands) if node.func in IN_PLACE_PRODUCTS else operands
+def _record_values(node: Node, args: tuple, kwargs: dict) -> dict[int, torch.Tensor]:
+    """The tensors of the values a call reads, by value, as it reads them (copied if it writes one)."""
+    found: dict[int, torch.Tensor] = {}
+    _collect((node.args, node.kwargs), (args, kwargs), found)
+    if node.function.endswith("_") or node.function.startswith("__i"):  # in place: its input is overwritten
+        found = {value: tensor.clone() for value, tensor in found.items()}
+    return found
+
+
+def _collect(template, live, found: dict) -> None:
+    """``found[value] = tensor`` for each ``Value`` in ``template`` and the live tensor at its place."""
+    if isinstance(template, Value):
+        found.setdefault(template.index, live.detach())
+    elif isinstance(template, dict):
+        for key, item in template.items():
+            _collect(item, live[key], found)
+    elif isinstance(template, tuple | list):
+        for item, value in zip(template, live, strict=True):
+            _collect(item, value, found)
 
 
 def _settle_products(graph: Graph, rule: Rule, strict: bool) -> None:
-    """Decide, once the pass is read, how each product of two values is undone.
+    """Decide, once the pass is read, which products of two values are gates.
 
     A value is a *gate* if a sigmoid or hardsigmoid made it (through views and expansions). Under
     deconvnet and guided (not ``strict``), a product of a gate and another value is the gate policy of
@@ -614,16 +632,10 @@ def _settle_products(graph: Graph, rule: Rule, strict: bool) -> None:
         operands = [arg.index for arg in node.args[:2]]
         gated = [i for i, value in enumerate(operands) if value not in gates]
         if strict or len(gated) != 1 or graph.shapes[operands[gated[0]]] != graph.shapes[node.outputs[0]]:
-            node.data = _refused(
-                f"module {node.module!r} ({graph.module_type(node)}) multiplies two tensors computed from "
-                "the image that are not a sigmoid gate and the tensor it scales (attention, a square), "
-                "which the mirror engine cannot pass the signal through under the "
-                f"{rule.name} rule; use engine='autograd'"
-            )
-            continue
+            continue  # no gate: the exact product rule, as in the autograd engine
         kept, gate = gated[0], 1 - gated[0]
         node.data = (GATE, SimpleNamespace(
-            gate=node.data[1][gate], gated=operands[kept], source=gates[operands[gate]]
+            gate=node.data[1][operands[gate]], gated=operands[kept], source=gates[operands[gate]]
         ))  # fmt: skip
 
 
@@ -651,16 +663,37 @@ def _reverse_gate(node: Node, signals: list, graph: Graph) -> list[tuple[int, Si
     return [(kept.gated, replace(signal, values=signal.values * scale))]
 
 
-def _reverse_product(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
-    """The exact vector-Jacobian product of ``a * b`` at the recorded operands (the "gradient" rule)."""
-    signal = signals[0]
-    leaves = {}
-    for arg, operand in zip(node.args[:2], node.data[1], strict=True):
-        leaves.setdefault(arg.index, operand[signal.images].to(signal.values.dtype).requires_grad_(True))
+def _reverse_exact(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
+    """The call's exact vector-Jacobian product at the values it read in the forward pass, to each of
+    them (a product of two values, softmax, einsum, ...): what the autograd engine computes there."""
+    live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
+    images = live[0][1].images
+    leaves = {
+        value: tensor[images].requires_grad_(tensor.is_floating_point() or tensor.is_complex())
+        for value, tensor in node.data[1].items()
+    }
     with torch.enable_grad():
-        output = torch.mul(*(leaves[arg.index] for arg in node.args[:2]))
-    grads = torch.autograd.grad(output, list(leaves.values()), _full(signal, graph, node.outputs[0]))
-    return [(value, _whole_maps(grad, signal.images)) for value, grad in zip(leaves, grads, strict=True)]
+        copies = {value: leaf.clone() for value, leaf in leaves.items()}  # an in-place call may write them
+        result = node.func(*_fill(node.args, copies), **_fill(node.kwargs, copies))
+    made = [
+        t for t in (result if isinstance(result, tuple | list) else (result,)) if isinstance(t, torch.Tensor)
+    ]
+    outputs = dict(zip(node.outputs, made, strict=True))
+    live = [(value, s) for value, s in live if outputs[value].requires_grad]
+    wanted = [value for value, leaf in leaves.items() if leaf.requires_grad]
+    if not live or not wanted:
+        return []
+    grads = torch.autograd.grad(
+        [outputs[value] for value, _ in live],
+        [leaves[value] for value in wanted],
+        [_full(s, graph, value).to(outputs[value].dtype) for value, s in live],
+        allow_unused=True,
+    )
+    return [
+        (value, _whole_maps(grad, images))
+        for value, grad in zip(wanted, grads, strict=True)
+        if grad is not None
+    ]
 
 
 def _record_input(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -749,7 +782,6 @@ ADDITIONS = {
     T.__rsub__,
 }
 MULTIPLICATIONS = {torch.mul, T.mul, T.mul_, T.__mul__, T.__imul__, T.__rmul__}
-IN_PLACE_PRODUCTS = {T.mul_, T.__imul__}
 GATE_VIEWS = {
     T.view, T.reshape, torch.reshape, T.expand, T.expand_as, T.unsqueeze, torch.unsqueeze, T.flatten,
 }  # fmt: skip
@@ -786,7 +818,8 @@ PAD = Step(_reverse_pad)
 ADD = Step(_reverse_add)
 CAT = Step(_reverse_cat)
 LINEAR_MAP = Step(_reverse_linear_map)
-PRODUCT = Step(_reverse_product, before=_record_operands)
+PRODUCT = Step(_reverse_exact, before=_record_values)  # a gate's product or an exact one
+EXACT = Step(_reverse_exact, before=_record_values)
 GATE = Step(_reverse_gate)
 
 
@@ -866,12 +899,7 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         return CAT
     if func in LINEAR_MAPS:
         return LINEAR_MAP
-    if allow_vjp and values_read == 1 and isinstance(node.args[0], Value):
-        return VJP_AT_INPUT
-    raise _refused(
-        f"{where} calls {node.function}, which the mirror engine cannot pass the signal through; use "
-        "engine='autograd' (or allow_vjp=True for the vector-Jacobian product of a single-input function)"
-    )
+    return EXACT  # any other call: its exact vector-Jacobian product, as the autograd engine takes it
 
 
 def _with_rule(step: Step, rule: Rule) -> Step:
