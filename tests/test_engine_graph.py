@@ -199,3 +199,25 @@ def test_each_unit_is_carried_only_inside_its_receptive_field_window():
         x1,
     )
     assert len(support) > 0
+
+
+class BatchLast(nn.Module):
+    """Moves the batch axis away and back (as EdgeNeXt's cross-covariance attention does with q, k, v)."""
+
+    def forward(self, x):
+        return torch.relu(x.permute(1, 0, 2, 3) * 2.0).permute(1, 0, 2, 3)
+
+
+def test_a_permutation_of_the_batch_axis_is_refused_and_auto_runs_autograd():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), BatchLast(), nn.Conv2d(2, 1, 3)).eval()
+    images = torch.randn(2, 1, 9, 9)
+    with pytest.raises(
+        mirror.MirrorRefused, match=r"module '1' \(BatchLast\) calls permute, which moves the batch"
+    ):
+        project(model, images, "2", [[1, 0, 2, 2]], engine="mirror")
+    result = project(model, images, "2", [[1, 0, 2, 2]], rule="gradient", seed="one")
+    assert result.projection_info.engine == "autograd"
+    pixels = images.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(pixels)[1, 0, 2, 2], pixels)
+    torch.testing.assert_close(result[0], expected[1])

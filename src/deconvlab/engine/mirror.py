@@ -785,6 +785,10 @@ MULTIPLICATIONS = {torch.mul, T.mul, T.mul_, T.__mul__, T.__imul__, T.__rmul__}
 GATE_VIEWS = {
     T.view, T.reshape, torch.reshape, T.expand, T.expand_as, T.unsqueeze, torch.unsqueeze, T.flatten,
 }  # fmt: skip
+PERMUTATIONS = {
+    torch.permute, T.permute, torch.transpose, T.transpose, torch.swapaxes, T.swapaxes, torch.movedim,
+    T.movedim,
+}  # fmt: skip
 NORMS = {F.layer_norm, F.group_norm, F.instance_norm}  # statistics of the image: their exact gradient
 DIVISIONS = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
 CONCATENATIONS = {torch.cat, torch.concat, torch.concatenate}
@@ -897,9 +901,21 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         return ADD
     if func in CONCATENATIONS and _cat_dim(node) in (1, -3) and isinstance(node.args[0], list | tuple):
         return CAT
+    if func in PERMUTATIONS and _moves_the_batch_axis(func, args, kwargs):
+        raise _refused(
+            f"{where} calls {node.function}, which moves the batch axis (dim 0) elsewhere; the mirror "
+            "carries one unit per row of dim 0, so it cannot follow it; use engine='autograd'"
+        )
     if func in LINEAR_MAPS:
         return LINEAR_MAP
     return EXACT  # any other call: its exact vector-Jacobian product, as the autograd engine takes it
+
+
+def _moves_the_batch_axis(func, args: tuple, kwargs: dict) -> bool:
+    """Whether a permutation of the axes puts another axis first (tried on a meta tensor whose axes
+    all have different sizes)."""
+    sizes = tuple(range(11, 11 + args[0].ndim))
+    return func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape[0] != sizes[0]
 
 
 def _with_rule(step: Step, rule: Rule) -> Step:
