@@ -666,34 +666,12 @@ def _reverse_gate(node: Node, signals: list, graph: Graph) -> list[tuple[int, Si
 def _reverse_exact(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
     """The call's exact vector-Jacobian product at the values it read in the forward pass, to each of
     them (a product of two values, softmax, einsum, ...): what the autograd engine computes there."""
-    live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
-    images = live[0][1].images
-    leaves = {
+    images = next(s for s in signals if s is not None).images
+    at = {
         value: tensor[images].requires_grad_(tensor.is_floating_point() or tensor.is_complex())
         for value, tensor in node.data[1].items()
     }
-    with torch.enable_grad():
-        copies = {value: leaf.clone() for value, leaf in leaves.items()}  # an in-place call may write them
-        result = node.func(*_fill(node.args, copies), **_fill(node.kwargs, copies))
-    made = [
-        t for t in (result if isinstance(result, tuple | list) else (result,)) if isinstance(t, torch.Tensor)
-    ]
-    outputs = dict(zip(node.outputs, made, strict=True))
-    live = [(value, s) for value, s in live if outputs[value].requires_grad]
-    wanted = [value for value, leaf in leaves.items() if leaf.requires_grad]
-    if not live or not wanted:
-        return []
-    grads = torch.autograd.grad(
-        [outputs[value] for value, _ in live],
-        [leaves[value] for value in wanted],
-        [_full(s, graph, value).to(outputs[value].dtype) for value, s in live],
-        allow_unused=True,
-    )
-    return [
-        (value, _whole_maps(grad, images))
-        for value, grad in zip(wanted, grads, strict=True)
-        if grad is not None
-    ]
+    return _vjp(node, signals, graph, at)
 
 
 def _record_input(node: Node, args: tuple, kwargs: dict) -> torch.Tensor:
@@ -716,28 +694,39 @@ def _reverse_vjp_at_input(node: Node, signals: list, graph: Graph) -> list[tuple
 def _reverse_linear_map(node: Node, signals: list, graph: Graph) -> list[tuple[int, Signal]]:
     """The vector-Jacobian product of a call that is linear (affine) in the values it reads: taken at
     zero, where it is the same as anywhere (a constant part, like a bias, drops out)."""
-    live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
-    like = live[0][1].values
-    reads = list(dict.fromkeys(node.inputs))
-    zeros = {
-        value: like.new_zeros((len(like), *graph.shapes[value][1:])).requires_grad_(True) for value in reads
+    like = next(s for s in signals if s is not None).values
+    at = {
+        value: like.new_zeros((len(like), *graph.shapes[value][1:])).requires_grad_(True)
+        for value in dict.fromkeys(node.inputs)
     }
+    return _vjp(node, signals, graph, at)
+
+
+def _vjp(node: Node, signals: list, graph: Graph, at: dict[int, torch.Tensor]) -> list[tuple[int, Signal]]:
+    """The call's vector-Jacobian product at the point ``at`` (value -> tensor, one row per unit), from
+    the signals of its outputs to each value of ``at`` that requires grad, as whole maps."""
+    live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
     with torch.enable_grad():
-        copies = {value: zero.clone() for value, zero in zeros.items()}  # an in-place call may write them
+        copies = {value: point.clone() for value, point in at.items()}  # an in-place call may write them
         result = node.func(*_fill(node.args, copies), **_fill(node.kwargs, copies))
     made = [
         t for t in (result if isinstance(result, tuple | list) else (result,)) if isinstance(t, torch.Tensor)
     ]
     outputs = dict(zip(node.outputs, made, strict=True))
+    live = [(value, s) for value, s in live if outputs[value].requires_grad]
+    wanted = [value for value, point in at.items() if point.requires_grad]
+    if not live or not wanted:
+        return []
     grads = torch.autograd.grad(
         [outputs[value] for value, _ in live],
-        [zeros[value] for value in reads],
-        [_full(s, graph, value) for value, s in live],
+        [at[value] for value in wanted],
+        [_full(s, graph, value).to(outputs[value].dtype) for value, s in live],
         allow_unused=True,
     )
+    images = live[0][1].images
     return [
-        (value, _whole_maps(grad, live[0][1].images))
-        for value, grad in zip(reads, grads, strict=True)
+        (value, _whole_maps(grad, images))
+        for value, grad in zip(wanted, grads, strict=True)
         if grad is not None
     ]
 
