@@ -615,8 +615,9 @@ def _settle_products(graph: Graph, rule: Rule, strict: bool) -> None:
     A value is a *gate* if a sigmoid or hardsigmoid made it (through views and expansions). Under
     deconvnet and guided (not ``strict``), a product of a gate and another value is the gate policy of
     ``deconvlab.engine.rules``: the signal goes down the other operand, scaled by the recorded gate, and
-    none into the gate's branch. Under "gradient" every product takes its exact vector-Jacobian product
-    at the recorded operands. Any other product is refused (the autograd engine runs it).
+    none into the gate's branch. Every other product (and every product under "gradient", or with
+    ``strict=True``) takes its exact vector-Jacobian product at the recorded operands, as the autograd
+    engine does.
     """
     gates: dict[int, Node] = {}
     for node in graph.nodes:
