@@ -28,10 +28,11 @@ flatten, view, reshape, unflatten       the inverse reshape
 dropout (eval), contiguous, clone       identity
 mul or div by a constant                scaled
 ``g * x`` with ``g`` a sigmoid or       the gate policy (``deconvlab.engine.rules``): the signal times
-hardsigmoid (squeeze-excitation)        the recorded ``g``, down ``x`` only; under "gradient" (and for
-                                        any product of two values there) the exact product rule
-layer_norm, group_norm, instance_norm   their vector-Jacobian product at the recorded input, under
-                                        every rule, as the autograd engine computes it
+hardsigmoid (squeeze-excitation)        the recorded ``g``, down ``x`` only; under "gradient" the exact
+                                        product rule
+layer_norm, group_norm, instance_norm,  their exact vector-Jacobian product at the values recorded in
+softmax, einsum, a product of two       the forward pass, under every rule, as the autograd engine
+values that is no gate, anything else   computes it
 adaptive_avg_pool2d, mean, sum,         their vector-Jacobian product (exact: they are linear in the
 permute, transpose, chunk, interpolate, signal), on whole maps
 conv_transpose2d, other paddings, ...
