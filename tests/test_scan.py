@@ -266,3 +266,22 @@ def _stop_at(batches):
             raise Interrupt
 
     return stop
+
+
+def test_positions_are_found_where_the_maximum_reaches_the_floor():
+    # strongest_positions with a floor: every maximum as without it; the first argmax (numpy's) where
+    # the maximum is not below its channel's floor (NaN included), (0, 0) elsewhere
+    from deconvlab.analyses.scan_hooks import strongest_positions
+
+    maps = torch.randint(0, 4, (5, 3, 4, 6)).float()  # small integers: many ties
+    maps[1, 2] = float("nan")
+    floor = torch.tensor([2.0, 3.0, float("-inf")])
+    values, positions = strongest_positions(maps, "x", floor)
+    flat = maps.flatten(2).numpy()
+    np.testing.assert_array_equal(values.numpy(), flat.max(axis=2))
+    for b in range(5):
+        for c in range(3):
+            if values[b, c] < floor[c]:
+                assert positions[b, c].tolist() == [0, 0]
+            else:
+                assert positions[b, c].tolist() == list(divmod(int(np.argmax(flat[b, c])), 6))

@@ -134,6 +134,7 @@ def topk_scan(
             for batch in loader:
                 skipped += [tuple(item) for item in batch.skipped]
                 if batch.indices:
+                    seen.floors = {n: torch.from_numpy(state[n].values[:, -1]) for n in layers}
                     _forward(model, batch.images, device, amp, seen)
                     ids = np.asarray(batch.indices, np.int64)
                     state = {

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import torch
 from torch import Tensor, nn
 
 
@@ -25,19 +26,27 @@ class StopForward(Exception):
     """Raised by the last hooked layer: the rest of the network is not needed for a scan."""
 
 
-def strongest_positions(output: Tensor, name: str) -> tuple[Tensor, Tensor]:
+def strongest_positions(output: Tensor, name: str, floor: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Per image and channel: the maximum (B, C) and its (y, x), (B, C, 2); the first maximum in
-    row-major order wins a tie, so the position is deterministic."""
+    row-major order wins a tie, so the position is deterministic.
+
+    With ``floor`` (C,), the positions are found only where the maximum is not below its channel's floor
+    (a scan's current k-th value: nothing below it can enter the lists), and are (0, 0) elsewhere: the
+    maxima alone cost a fifth of maxima with their positions.
+    """
     if not isinstance(output, Tensor) or output.dim() != 4:
         shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
         raise ValueError(
             f"layer={name!r}: output {shape} has no spatial axes; a top-k scan needs (N, C, H, W) maps"
         )
-    values, flat = output.detach().flatten(2).float().max(dim=2)
+    maps = output.detach().flatten(2).float()
+    values = maps.amax(dim=2)
+    flat = torch.zeros(values.shape, dtype=torch.long, device=values.device)
+    wanted = ~(values < floor.to(values.device)) if floor is not None else torch.ones_like(values, dtype=bool)
+    rows, channels = wanted.nonzero(as_tuple=True)
+    flat[rows, channels] = maps[rows, channels].argmax(dim=1)
     width = output.shape[3]
-    positions = flat.unsqueeze(-1).repeat(1, 1, 2)
-    positions[..., 0] //= width
-    positions[..., 1] %= width
+    positions = torch.stack([flat // width, flat % width], dim=-1)
     return values.cpu(), positions.cpu()
 
 
@@ -48,6 +57,7 @@ class Seen:
     maxima: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     order: list[str] = field(default_factory=list)
+    floors: dict[str, Tensor] = field(default_factory=dict)  # per layer (C,): see strongest_positions
 
     def clear(self) -> None:
         self.maxima.clear()
@@ -69,7 +79,7 @@ def channel_maxima(model: nn.Module, layers: Sequence[str], stop_after: str | No
                 raise ValueError(
                     f"layer={name!r}: runs more than once per forward pass; choose another layer"
                 )
-            seen.maxima[name] = strongest_positions(output, name)
+            seen.maxima[name] = strongest_positions(output, name, seen.floors.get(name))
             seen.shapes[name] = tuple(output.shape[1:])
             seen.order.append(name)
             if name == stop_after:

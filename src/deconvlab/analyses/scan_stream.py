@@ -114,6 +114,7 @@ def scan_shards(
                 part = open_shards.setdefault(batch.shard, _Lists(shapes, k))
                 part.skipped += [tuple(item) for item in batch.skipped]
                 if batch.indices:
+                    seen.floors = {n: torch.from_numpy(part.layers[n].values[:, -1]) for n in layers}
                     _forward(model, batch.images, device, amp, seen)
                     ids = torch.tensor(batch.indices).numpy()
                     part.layers = {
