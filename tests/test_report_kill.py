@@ -20,13 +20,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from deconvlab.report.cache import StageCache
+from killing import kill_when
 
 NET = '''
 import os
@@ -100,11 +100,7 @@ def kill_at(work: Path, when: str, unless: str, count: int) -> None:
     process = report(work, "cut", when=f"cut/{when}", unless=f"cut/{unless}", count=str(count),
                      file=str(marker))  # fmt: skip
     try:
-        while not marker.exists():
-            assert process.poll() is None, process.communicate()[1].decode()[-3000:]
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
+        kill_when(process, marker.exists)
     finally:
         try:
             os.killpg(process.pid, signal.SIGKILL)  # whatever is left of its session (this test's)

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from deconvlab.cli import app
+from killing import kill_when
 
 NET = '''
 import time
@@ -81,11 +81,7 @@ def batches_done(path: Path) -> int:
 def kill_after(process: subprocess.Popen, checkpoint: Path, batches: int) -> int:
     """SIGKILL ``process`` as soon as its checkpoint covers ``batches``; the batches it then covers."""
     try:
-        while batches_done(checkpoint) < batches:
-            assert process.poll() is None, process.communicate()[1].decode()[-2000:]
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
+        kill_when(process, lambda: batches_done(checkpoint) >= batches)
     finally:
         _end_session(process)
     return batches_done(checkpoint)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ import torch
 from typer.testing import CliRunner
 
 from deconvlab.cli import app
+from killing import kill_when
 
 NET = '''
 import os
@@ -74,11 +73,7 @@ def kill_at(work: Path, step: int, *extra: str) -> None:
            "HOLD_FILE": str(marker)}  # fmt: skip
     process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        while not marker.exists():
-            assert process.poll() is None, process.communicate()[1].decode()[-3000:]
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=60) == -signal.SIGKILL
+        kill_when(process, marker.exists)
     finally:
         if process.poll() is None:
             process.kill()

@@ -18,6 +18,18 @@ class LayerReached(Exception):
     """Raised by a forward hook to stop the forward pass once the layer's output is known."""
 
 
+def axes_after(func, args: tuple, kwargs: dict) -> tuple[int, ...]:
+    """Where each axis of ``args[0]`` lands in the output of ``func`` (a permutation of the axes), found
+    on a meta tensor whose axes all have different sizes.
+
+    >>> axes_after(torch.permute, (torch.zeros(2, 3, 4, 5), (0, 2, 3, 1)), {})
+    (0, 3, 1, 2)
+    """
+    sizes = tuple(range(11, 11 + args[0].ndim))
+    moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape
+    return tuple(moved.index(size) for size in sizes)
+
+
 def find_layer(model: nn.Module, layer: str) -> nn.Module:
     """The module called ``layer`` in ``model.named_modules()``; the error lists the valid names.
 

@@ -70,6 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deconvlab.engine._model import axes_after
 from deconvlab.engine.autograd import GATES, NORMALISATIONS, OTHER_ACTIVATIONS, RELUS, is_rectifier
 from deconvlab.engine.graph import Graph, Node, Value, capture, reachable
 from deconvlab.engine.receptive import window_parameters
@@ -892,7 +893,7 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         return ADD
     if func in CONCATENATIONS and _cat_dim(node) in (1, -3) and isinstance(node.args[0], list | tuple):
         return CAT
-    if func in PERMUTATIONS and _moves_the_batch_axis(func, args, kwargs):
+    if func in PERMUTATIONS and axes_after(func, args, kwargs)[0] != 0:
         raise _refused(
             f"{where} calls {node.function}, which moves the batch axis (dim 0) elsewhere; the mirror "
             "carries one unit per row of dim 0, so it cannot follow it; use engine='autograd'"
@@ -900,13 +901,6 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
     if func in LINEAR_MAPS:
         return LINEAR_MAP
     return EXACT  # any other call: its exact vector-Jacobian product, as the autograd engine takes it
-
-
-def _moves_the_batch_axis(func, args: tuple, kwargs: dict) -> bool:
-    """Whether a permutation of the axes puts another axis first (tried on a meta tensor whose axes
-    all have different sizes)."""
-    sizes = tuple(range(11, 11 + args[0].ndim))
-    return func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape[0] != sizes[0]
 
 
 def _with_rule(step: Step, rule: Rule) -> Step:

@@ -46,7 +46,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
 from deconvlab.arithmetic.shapes import as_tuple
-from deconvlab.engine._model import LayerReached, find_layer, frozen_eval, this_thread_only
+from deconvlab.engine._model import LayerReached, axes_after, find_layer, frozen_eval, this_thread_only
 
 # torch functions that slide a window: the names of their arguments after the input, with defaults
 WINDOW_ARGUMENTS = {
@@ -210,9 +210,8 @@ class FieldTracker(TorchFunctionMode):
         axes = self.axes.get(first, (2, 3))
         if name not in PERMUTATIONS or not first.ndim == output.ndim == 4 or not args or args[0] is not first:
             return axes
-        sizes = tuple(range(11, 11 + first.ndim))  # one distinct size per axis, to see where each goes
-        moved = func(torch.empty(sizes, device="meta"), *args[1:], **kwargs).shape
-        return tuple(moved.index(sizes[axis]) for axis in axes)
+        where = axes_after(func, args, kwargs)
+        return tuple(where[axis] for axis in axes)
 
     def _field(self, name: str, args, kwargs, inputs: list, output: torch.Tensor, axes: tuple[int, int]):
         fields = [self.fields[t] for t in inputs]
