@@ -36,7 +36,8 @@ compatibility table has not been measured with either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -44,7 +45,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils.weak import WeakIdKeyDictionary
 
-from deconvlab.engine._model import forward_to, module_names
+from deconvlab.engine._model import forward_to, module_names, this_thread_only
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Graph:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     output: int | None = None
     tensor: torch.Tensor | None = None  # the layer's output
+    module_outputs: dict[str, int] = field(default_factory=dict)  # each module's first output's value
 
     def module_type(self, node: Node) -> str:
         """The type name of the module whose forward made the call (the model's own for '')."""
@@ -95,9 +97,50 @@ def capture(model: nn.Module, inputs: torch.Tensor, layer: str, record: Record |
     """
     graph = Graph(modules=dict(model.named_modules()))
     reader = _Reader(graph, inputs, record)
-    output = forward_to(model, layer, inputs, module_names(model, reader.stack), reader)
+    output = forward_to(
+        model, layer, inputs, module_names(model, reader.stack), _module_outputs(model, reader), reader
+    )
     graph.output, graph.tensor = reader.values.get(output), output
+    if layer:
+        graph.module_outputs.setdefault(layer, graph.output)
     return graph
+
+
+@contextmanager
+def _module_outputs(model: nn.Module, reader: _Reader) -> Iterator[None]:
+    """Keep in ``graph.module_outputs`` the value of each module's first output that is one."""
+
+    def hook(name: str):
+        def seen(_module, _args, output):
+            first = output[0] if isinstance(output, tuple | list) and output else output
+            if _is_tensor(first) and first in reader.values:
+                reader.graph.module_outputs.setdefault(name, reader.values[first])
+
+        return this_thread_only(seen)
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def fill(args, values):
+    """``args`` with each ``Value`` replaced by ``values[value.index]`` (a list or a dict), to call a
+    node's function again: ``node.func(*fill(node.args, values), **fill(node.kwargs, values))``.
+
+    >>> fill((Value(1), [Value(0), 2], {"alpha": Value(1)}), ["a", "b"])
+    ('b', ['a', 2], {'alpha': 'b'})
+    """
+    if isinstance(args, Value):
+        return values[args.index]
+    if isinstance(args, dict):
+        return {key: fill(item, values) for key, item in args.items()}
+    if isinstance(args, tuple | list):
+        items = [fill(item, values) for item in args]
+        return items if isinstance(args, list) else tuple(items)
+    return args
 
 
 class _Reader(TorchFunctionMode):

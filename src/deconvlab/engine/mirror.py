@@ -72,7 +72,7 @@ from torch import nn
 
 from deconvlab.engine._model import axes_after
 from deconvlab.engine.autograd import GATES, NORMALISATIONS, OTHER_ACTIVATIONS, RELUS, is_rectifier
-from deconvlab.engine.graph import Graph, Node, Value, capture, reachable
+from deconvlab.engine.graph import Graph, Node, Value, capture, fill, reachable
 from deconvlab.engine.receptive import window_parameters
 from deconvlab.engine.rules import Rule
 
@@ -688,7 +688,7 @@ def _reverse_vjp_at_input(node: Node, signals: list, graph: Graph) -> list[tuple
     x = node.data[1][signal.images].requires_grad_(True)
     with torch.enable_grad():
         output = node.func(
-            *_fill(node.args, {node.inputs[0]: x.clone()}), **_fill(node.kwargs, {node.inputs[0]: x})
+            *fill(node.args, {node.inputs[0]: x.clone()}), **fill(node.kwargs, {node.inputs[0]: x})
         )
     (values,) = torch.autograd.grad(output, x, _full(signal, graph, node.outputs[0]))
     return [(node.inputs[0], _whole_maps(values, signal.images))]
@@ -711,7 +711,7 @@ def _vjp(node: Node, signals: list, graph: Graph, at: dict[int, torch.Tensor]) -
     live = [(value, s) for value, s in zip(node.outputs, signals, strict=True) if s is not None]
     with torch.enable_grad():
         copies = {value: point.clone() for value, point in at.items()}  # an in-place call may write them
-        result = node.func(*_fill(node.args, copies), **_fill(node.kwargs, copies))
+        result = node.func(*fill(node.args, copies), **fill(node.kwargs, copies))
     made = [
         t for t in (result if isinstance(result, tuple | list) else (result,)) if isinstance(t, torch.Tensor)
     ]
@@ -732,18 +732,6 @@ def _vjp(node: Node, signals: list, graph: Graph, at: dict[int, torch.Tensor]) -
         for value, grad in zip(wanted, grads, strict=True)
         if grad is not None
     ]
-
-
-def _fill(args, tensors: dict):
-    """``args`` with each ``Value`` replaced by ``tensors[value.index]``."""
-    if isinstance(args, Value):
-        return tensors[args.index]
-    if isinstance(args, dict):
-        return {key: _fill(item, tensors) for key, item in args.items()}
-    if isinstance(args, tuple | list):
-        items = [_fill(item, tensors) for item in args]
-        return items if isinstance(args, list) else tuple(items)
-    return args
 
 
 def _full(signal: Signal, graph: Graph, value: int) -> torch.Tensor:
