@@ -183,3 +183,26 @@ def test_token_sequences_see_the_whole_image_vit():
     field = receptive_field(model, "conv_proj", (3, 64, 64))
     assert (field.size, field.jump, field.offset) == ((16, 16), (16, 16), (0, 0))
     assert receptive_field(model, "encoder.layers.encoder_layer_0", (3, 64, 64)).box(0, 0) == (0, 64, 0, 64)
+
+
+def test_fields_after_an_unknown_function_only_where_it_reaches():
+    # HRNet-style: an upsampled branch beside one that is not. The graph knows which values depend on
+    # the interpolation, so only those lose their field; the other branch keeps its own (by hand: conv 3,
+    # stride 1: 3, 1, 0; then conv 3 with padding 1: 5, 1, -1)
+    from deconvlab.engine import receptive_fields
+
+    class TwoBranches(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.up, self.side = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.stem(x)
+            upsampled = self.up(F.interpolate(x, scale_factor=2))
+            return upsampled.mean() + self.side(x).mean()
+
+    fields = receptive_fields(TwoBranches(), (1, 12, 12))
+    assert fields["up"].startswith("receptive_field: the torch function 'interpolate'")
+    side = fields["side"]
+    assert (side.size, side.jump, side.offset) == ((5, 5), (1, 1), (-1, -1))
+    assert list(fields) == ["stem", "up", "side"]  # in the order the modules return

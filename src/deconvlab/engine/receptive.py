@@ -8,9 +8,10 @@ kernel ``k``, stride ``s``, padding ``p`` and dilation ``d`` (Dumoulin & Visin 2
     offset -= p * jump                # padding shifts the first window up/left
     jump   *= s                       # neighbouring units are s positions apart below
 
-The fields are followed through one forward pass of a zero image with every torch function watched (a
-``TorchFunctionMode``), so any model works, chain or not: modules or ``F.relu``, residual additions,
-concatenations. Each tensor computed from the image carries its field; a function's output gets:
+The fields are followed through the graph of one forward pass of a zero image (``deconvlab.engine.graph``:
+every torch function called on a tensor computed from the image), so any model works, chain or not:
+modules or ``F.relu``, residual additions, concatenations. Each such value gets its field; a function's
+output gets:
 
 - ``conv2d``, ``max_pool2d``, ``avg_pool2d``: the window rule above; ``pad`` (what a Conv2d with
   ``padding_mode="reflect"`` calls first) shifts the offset by the padding before;
@@ -42,11 +43,10 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
-from torch.utils.weak import WeakIdKeyDictionary
 
 from deconvlab.arithmetic.shapes import as_tuple
-from deconvlab.engine._model import LayerReached, axes_after, find_layer, frozen_eval, this_thread_only
+from deconvlab.engine._model import axes_after, frozen_eval
+from deconvlab.engine.graph import Graph, Node, Value, capture
 
 # torch functions that slide a window: the names of their arguments after the input, with defaults
 WINDOW_ARGUMENTS = {
@@ -86,41 +86,23 @@ class ReceptiveField:
 def receptive_field(model: nn.Module, layer: str, input_size: Sequence[int]) -> ReceptiveField:
     """The receptive field of the units of ``layer`` for images of ``input_size`` (C, H, W).
 
-    Follows one forward pass of a zero image up to the layer's first call (see the module docstring);
-    raises a ValueError naming any function that changes a map's size in a way it does not know.
+    Follows the graph of one forward pass of a zero image up to the layer's first call (see the module
+    docstring); raises a ValueError naming any function that changes a map's size in a way it does not know.
     """
-    channels, height, width = _check_input_size(input_size)
-    target, found = find_layer(model, layer), []
-
-    def record(_module, _inputs, output):
-        first = next(iter(_tensors(output)), None)
-        found.append(tracker.fields.get(first) if first is not None else None)
-        raise LayerReached
-
-    parameter = next(model.parameters(), None)
-    device = parameter.device if parameter is not None else None
-    image = torch.zeros(1, channels, height, width, device=device)
-    tracker = FieldTracker(image)
-    handle = target.register_forward_hook(this_thread_only(record))
-    try:
-        with frozen_eval(model), torch.no_grad(), tracker:
-            model(image)
-    except LayerReached:
-        pass
-    finally:
-        handle.remove()
-    if not found:
-        raise ValueError(f"layer={layer!r}: not called in the model's forward pass, so it has no units")
-    if found[0] is None:
+    graph = _capture(model, layer, input_size)
+    if graph.output is None:
         raise ValueError(f"layer={layer!r}: its output does not depend on the input image")
-    return _as_receptive_field(found[0], (height, width))
+    field = _fields(graph)[graph.output]
+    if isinstance(field, str):
+        raise ValueError(field)
+    return _as_receptive_field(field, graph.shapes[0][2:])
 
 
 def receptive_fields(model: nn.Module, input_size: Sequence[int]) -> dict[str, ReceptiveField | str]:
     """The field of every module's first output in one forward pass (``receptive_field`` for all).
 
     A module whose field cannot be followed maps to the one-line reason instead, as does every module
-    called after the first function whose geometry is unknown.
+    whose output depends on the first function whose geometry is unknown.
 
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.Conv2d(8, 8, 3), nn.Flatten())
@@ -128,37 +110,28 @@ def receptive_fields(model: nn.Module, input_size: Sequence[int]) -> dict[str, R
     >>> fields["1"].size, fields["1"].jump, fields["2"].size
     ((7, 7), (2, 2), (15, 15))
     """
-    channels, height, width = _check_input_size(input_size)
+    graph = _capture(model, "", input_size)
+    fields, image_size = _fields(graph), graph.shapes[0][2:]
     found: dict[str, ReceptiveField | str] = {}
+    for name, value in graph.module_outputs.items():
+        if not name:
+            continue
+        if value is None:
+            found[name] = "its output does not depend on the input image"
+        elif isinstance(fields[value], str):
+            found[name] = fields[value].splitlines()[0]
+        else:
+            found[name] = _as_receptive_field(fields[value], image_size)
+    return found
 
-    def hook(name):
-        def record(_module, _inputs, output):
-            first = next(iter(_tensors(output)), None)
-            field = tracker.fields.get(first) if first is not None else None
-            if name not in found:
-                found[name] = (
-                    "its output does not depend on the input image"
-                    if field is None
-                    else (_as_receptive_field(field, (height, width)))
-                )
 
-        return this_thread_only(record)
-
+def _capture(model: nn.Module, layer: str, input_size: Sequence[int]) -> Graph:
+    """The graph of one forward pass of a zero image of ``input_size`` up to ``layer``."""
+    channels, height, width = _check_input_size(input_size)
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else None
-    image = torch.zeros(1, channels, height, width, device=device)
-    tracker = FieldTracker(image)
-    handles = [module.register_forward_hook(hook(name)) for name, module in model.named_modules() if name]
-    try:
-        with frozen_eval(model), torch.no_grad(), tracker:
-            model(image)
-    except ValueError as error:
-        reason = str(error).splitlines()[0]
-        found.update({name: reason for name, _ in model.named_modules() if name and name not in found})
-    finally:
-        for handle in handles:
-            handle.remove()
-    return found
+    with frozen_eval(model), torch.no_grad():
+        return capture(model, torch.zeros(1, channels, height, width, device=device), layer)
 
 
 def _as_receptive_field(field, input_size: tuple[int, int]) -> ReceptiveField:
@@ -179,78 +152,70 @@ def _normalises_map(args, kwargs, axes: tuple[int, int]) -> bool:
     return 4 - len(tuple(shape) if isinstance(shape, list | tuple) else (shape,)) <= max(axes)
 
 
-class FieldTracker(TorchFunctionMode):
-    """Gives every tensor computed from ``image`` its field ``(size, jump, offset)``, each a (y, x)
-    pair, or ``WHOLE_IMAGE`` (see the module docstring); ``fields`` maps tensors to them."""
-
-    def __init__(self, image: torch.Tensor):
-        super().__init__()
-        self.fields = WeakIdKeyDictionary()
-        self.fields[image] = ((1, 1), (1, 1), (0, 0))
-        self.axes = WeakIdKeyDictionary()  # a permuted map's (row axis, column axis); default (2, 3)
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        inputs = [t for t in _tensors((args, kwargs)) if t in self.fields]
-        outputs = _tensors(out)
-        if inputs and outputs:
-            name = getattr(func, "__name__", repr(func))
-            axes = self._axes_after(name, func, args, kwargs, inputs[0], outputs[0])
-            field = self._field(name, args, kwargs, inputs, outputs[0], axes)
-            for tensor in outputs:
-                self.fields[tensor] = field
-                if axes != (2, 3):
-                    self.axes[tensor] = axes
-        return out
-
-    def _axes_after(self, name: str, func, args, kwargs, first: torch.Tensor, output: torch.Tensor):
-        """Where the map's rows and columns are in the output: moved by a permutation of the axes
-        (ConvNeXt's channels-last blocks), else where they were in the first input."""
-        axes = self.axes.get(first, (2, 3))
-        if name not in PERMUTATIONS or not first.ndim == output.ndim == 4 or not args or args[0] is not first:
-            return axes
-        where = axes_after(func, args, kwargs)
-        return tuple(where[axis] for axis in axes)
-
-    def _field(self, name: str, args, kwargs, inputs: list, output: torch.Tensor, axes: tuple[int, int]):
-        fields = [self.fields[t] for t in inputs]
-        if output.ndim != 4 or any(t.ndim != 4 for t in inputs) or WHOLE_IMAGE in fields:
-            return WHOLE_IMAGE
-        if name in STATISTICS_OF_THE_MAP or (name == "layer_norm" and _normalises_map(args, kwargs, axes)):
-            return WHOLE_IMAGE  # normalised by statistics over every position: each unit sees them all
-        if name in WINDOW_ARGUMENTS and args and args[0] is inputs[0]:
-            return _through_window(fields[0], _window_of_call(name, args, kwargs))
-        if name == "pad" and args and args[0] is inputs[0]:  # Conv2d's reflect/replicate padding, crops
-            pad = args[1] if len(args) > 1 else kwargs["pad"]
-            size, jump, offset = fields[0]
-            before = (pad[2] if len(pad) > 2 else 0, pad[0])  # (top, left); negative crops
-            return size, jump, tuple(o - b * j for o, b, j in zip(offset, before, jump, strict=True))
-        in_sizes = [self._map_size(t) for t in inputs]
-        out_size = tuple(output.shape[axis] for axis in axes)
-        if all(size == out_size for size in in_sizes):
-            return _union(fields, name)
-        if out_size == (1, 1) or name.startswith("adaptive_"):
-            return WHOLE_IMAGE
-        raise ValueError(
-            f"receptive_field: the torch function {name!r} turns a {in_sizes[0]} map into a {out_size} one, "
-            f"and its geometry is unknown (known windows: {', '.join(WINDOW_ARGUMENTS)}; same-size "
-            "functions; global ones)"
-        )
-
-    def _map_size(self, tensor: torch.Tensor) -> tuple[int, int]:
-        return tuple(tensor.shape[axis] for axis in self.axes.get(tensor, (2, 3)))
+def _fields(graph: Graph) -> list:
+    """Each value's field ``(size, jump, offset)``, each a (y, x) pair, or ``WHOLE_IMAGE`` (see the module
+    docstring), or the reason it is unknown (a string), in the graph's nodes' order."""
+    fields: list = [None] * len(graph.shapes)
+    fields[0] = ((1, 1), (1, 1), (0, 0))
+    axes = {}  # a permuted map's (row axis, column axis); default (2, 3)
+    for node in graph.nodes:
+        reasons = [fields[i] for i in node.inputs if isinstance(fields[i], str)]
+        if reasons:
+            field = reasons[0]
+        else:
+            out_axes = _axes_after(graph, node, axes.get(node.inputs[0], (2, 3)))
+            try:
+                field = _field(graph, node, [fields[i] for i in node.inputs], axes, out_axes)
+            except ValueError as error:
+                field = str(error)
+            if out_axes != (2, 3):
+                axes.update(dict.fromkeys(node.outputs, out_axes))
+        for value in node.outputs:
+            fields[value] = field
+    return fields
 
 
-def _tensors(value) -> list[torch.Tensor]:
-    """The tensors in a (nested) tuple, list or dict of arguments or results."""
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, tuple | list):
-        return [t for item in value for t in _tensors(item)]
-    return []
+def _reads_first(node: Node) -> bool:
+    """Whether the node's first argument is the first value it reads (the map a window slides over)."""
+    return bool(node.args) and node.args[0] == Value(node.inputs[0])
+
+
+def _axes_after(graph: Graph, node: Node, axes: tuple[int, int]) -> tuple[int, int]:
+    """Where the map's rows and columns are in the node's output: moved by a permutation of the axes
+    (ConvNeXt's channels-last blocks), else where they were in its first input."""
+    shape, out = graph.shapes[node.inputs[0]], graph.shapes[node.outputs[0]]
+    if node.function not in PERMUTATIONS or not len(shape) == len(out) == 4 or not _reads_first(node):
+        return axes
+    where = axes_after(node.func, (torch.empty(shape, device="meta"), *node.args[1:]), node.kwargs)
+    return tuple(where[axis] for axis in axes)
+
+
+def _field(graph: Graph, node: Node, fields: list, axes: dict, out_axes: tuple[int, int]):
+    """The field of the node's outputs from its inputs' ``fields``; a ValueError if it is unknown."""
+    name, args, kwargs = node.function, node.args, node.kwargs
+    shapes, out = [graph.shapes[i] for i in node.inputs], graph.shapes[node.outputs[0]]
+    if len(out) != 4 or any(len(shape) != 4 for shape in shapes) or WHOLE_IMAGE in fields:
+        return WHOLE_IMAGE
+    if name in STATISTICS_OF_THE_MAP or (name == "layer_norm" and _normalises_map(args, kwargs, out_axes)):
+        return WHOLE_IMAGE  # normalised by statistics over every position: each unit sees them all
+    if name in WINDOW_ARGUMENTS and _reads_first(node):
+        return _through_window(fields[0], _window_of_call(name, args, kwargs))
+    if name == "pad" and _reads_first(node):  # Conv2d's reflect/replicate padding, crops
+        pad = args[1] if len(args) > 1 else kwargs["pad"]
+        size, jump, offset = fields[0]
+        before = (pad[2] if len(pad) > 2 else 0, pad[0])  # (top, left); negative crops
+        return size, jump, tuple(o - b * j for o, b, j in zip(offset, before, jump, strict=True))
+    in_sizes = [tuple(graph.shapes[i][axis] for axis in axes.get(i, (2, 3))) for i in node.inputs]
+    out_size = tuple(out[axis] for axis in out_axes)
+    if all(size == out_size for size in in_sizes):
+        return _union(fields, name)
+    if out_size == (1, 1) or name.startswith("adaptive_"):
+        return WHOLE_IMAGE
+    raise ValueError(
+        f"receptive_field: the torch function {name!r} turns a {in_sizes[0]} map into a {out_size} one, "
+        f"and its geometry is unknown (known windows: {', '.join(WINDOW_ARGUMENTS)}; same-size "
+        "functions; global ones)"
+    )
 
 
 def _through_window(field, window):
