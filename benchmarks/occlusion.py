@@ -1,9 +1,10 @@
-"""Incremental occlusion vs Captum's ``Occlusion`` on ZFNet at 224x224, CPU, measured in one run.
+"""Incremental occlusion vs Captum's ``Occlusion`` on ZFNet (or another model) at 224x224, CPU, in one run.
 
     .venv/bin/python benchmarks/occlusion.py [--window 16] [--stride 8] [--batch-size 64]
+    .venv/bin/python benchmarks/occlusion.py --model torchvision:resnet18 --skip-captum
 
-Same model (``deconvlab.models.create("zfnet")``, random weights), image, window, stride and baseline
-for every contender:
+Same model (``--model``, a ``deconvlab.models.load_model`` spec, default ``zfnet``; random weights),
+image, window, stride and baseline for every contender:
 
 - ``incremental``: ``occlusion_map(..., incremental=True)`` (the default), batches of positions;
 - ``full``: ``occlusion_map(..., incremental=False)``, the whole network per position, same batches;
@@ -48,17 +49,19 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=8)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--baseline", type=float, default=0.0)
+    parser.add_argument("--model", default="zfnet", help="a load_model spec, e.g. torchvision:resnet18")
     parser.add_argument("--skip-captum-default", action="store_true", help="only the batched Captum run")
+    parser.add_argument("--skip-captum", action="store_true", help="only incremental and full")
     parser.add_argument("--repeats", type=int, default=1, help="rounds; each contender's best time counts")
     args = parser.parse_args()
 
     from captum.attr import Occlusion
 
     from deconvlab.analyses import occlusion_map
-    from deconvlab.models import create
+    from deconvlab.models import load_model
 
     torch.manual_seed(0)
-    model = create("zfnet", num_classes=1000).eval()
+    model = load_model(args.model, num_classes=1000).eval()
     image = torch.randn(1, 3, 224, 224)
     with torch.inference_mode():
         clean = model(image)[0]
@@ -88,7 +91,9 @@ def main() -> None:
         "captum-batched": lambda: captum(args.batch_size),
         "full": lambda: occlusion_map(model, image, incremental=False, **common),
     }
-    if not args.skip_captum_default:
+    if args.skip_captum:
+        del contenders["captum-batched"]
+    elif not args.skip_captum_default:
         contenders["captum"] = lambda: captum(1)
     runs, outputs = {name: [] for name in contenders}, {}
     for _ in range(args.repeats):  # rounds interleave the contenders, so that load changes hit all of them
@@ -101,7 +106,7 @@ def main() -> None:
 
     positions = len(fast.positions_y) * len(fast.positions_x)
     print(
-        f"best of {args.repeats} round(s): ZFNet 224x224, window {args.window}, stride {args.stride}, "
+        f"best of {args.repeats} round(s): {args.model} 224x224, window {args.window}, stride {args.stride}, "
         f"baseline {args.baseline}, {positions} positions, batch {args.batch_size}, "
         f"{torch.get_num_threads()} threads"
     )
