@@ -78,7 +78,8 @@ class Graph:
     modules: dict[str, nn.Module] = field(default_factory=dict)
     output: int | None = None
     tensor: torch.Tensor | None = None  # the layer's output
-    module_outputs: dict[str, int] = field(default_factory=dict)  # each module's first output's value
+    module_outputs: dict[str, int | None] = field(default_factory=dict)  # each module's first output's
+    # value (None: a tensor not computed from the image), in the order the modules return
 
     def module_type(self, node: Node) -> str:
         """The type name of the module whose forward made the call (the model's own for '')."""
@@ -108,13 +109,13 @@ def capture(model: nn.Module, inputs: torch.Tensor, layer: str, record: Record |
 
 @contextmanager
 def _module_outputs(model: nn.Module, reader: _Reader) -> Iterator[None]:
-    """Keep in ``graph.module_outputs`` the value of each module's first output that is one."""
+    """Keep in ``graph.module_outputs`` the value of each module's first output that is a tensor."""
 
     def hook(name: str):
         def seen(_module, _args, output):
             first = output[0] if isinstance(output, tuple | list) and output else output
-            if _is_tensor(first) and first in reader.values:
-                reader.graph.module_outputs.setdefault(name, reader.values[first])
+            if _is_tensor(first):
+                reader.graph.module_outputs.setdefault(name, reader.values.get(first))
 
         return this_thread_only(seen)
 
