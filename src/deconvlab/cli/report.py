@@ -5,7 +5,9 @@ deconvlab report --model torchvision:alexnet --weights alexnet.pth --data photos
 deconvlab report --model timm:resnet50 --weights DEFAULT --data photos/ --out r   # timm's, from its cache
 
 Writes ``OUT/index.html`` (open it from disk), the figures under ``OUT/figures`` and every number in
-``OUT/report.json``. Re-running the same command continues an interrupted report.
+``OUT/report.json``. Re-running the same command continues an interrupted report. Files are listed, not
+decoded, up front: the top-9 scan streams its split and the other sections read bounded samples
+(``deconvlab.report.ReportOptions``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def report(
     model: str = model_option(),
     weights: str | None = WEIGHTS,
     out: Path = typer.Option(..., "--out", help="Folder for index.html, the figures and report.json."),
-    data: str = typer.Option("builtin", "--data", help="'builtin' or an image folder (<folder>/<class>/*)."),
+    data: str = typer.Option(
+        "builtin", "--data", help="'builtin', an image folder (<folder>/<class>/*) or a list of files."
+    ),
     checkpoints: Path | None = typer.Option(
         None, "--checkpoints", help="Folder of epoch-XXX.pt files for the feature-evolution figure."
     ),
@@ -38,6 +42,9 @@ def report(
     ),
     window: int | None = typer.Option(None, "--window", help="Occluder side in pixels (default image/4)."),
     stride: int | None = typer.Option(None, "--stride", help="Occluder step in pixels (default window/4)."),
+    occlusion_classes: int = typer.Option(
+        16, "--occlusion-classes", min=1, help="Occlusion maps for at most this many classes, spread evenly."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     threads: int | None = typer.Option(
         None,
@@ -60,6 +67,7 @@ def report(
             rules=_rules(rules),
             occlusion_window=window,
             occlusion_stride=stride,
+            occlusion_classes=occlusion_classes,
             progress=progress,
         )
         network = load_cli_model(model, weights, data, input_size, mean, std)

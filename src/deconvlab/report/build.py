@@ -1,7 +1,9 @@
 """``build_report``: run every section through the stage cache, then write report.json and index.html.
 
 ``report.json`` holds every number the page shows, one top-level key per section (``dataset``, ``top9``,
-``evolution``, ``invariance``, ``filters``, ``occlusion``, ``probes``, ``sanity``), the correspondence
+``evolution``, ``invariance``, ``filters``, ``occlusion``, ``probes``, ``sanity``; each section that reads
+images says how many under ``samples``, and ``dataset.skipped`` lists every unreadable file the sections
+met, with the sections that met it), the correspondence
 table as a list of rows ``{"layer", "part", "mean", "std"}`` under ``correspondence`` (its setup under
 ``correspondence_setup``), and ``checks``: the comparisons with ground truth, each with its rule and
 whether it passed.
@@ -62,6 +64,7 @@ def build_report(
     for name, section in tqdm(stages, desc="report", disable=not study.options.progress):
         extra = {"checkpoints": sections.checkpoint_digests(study.checkpoints)} if name == "evolution" else {}
         results[name] = study.cache.run(name, study.key(name, **extra), lambda f=section: _timed(f, study))
+    results["dataset"] = {**results["dataset"], "skipped": unreadable_met(results)}
     report = assemble(
         results,
         title=f"deconvlab report: {model_name}",
@@ -81,6 +84,22 @@ def _timed(section, study: Study) -> dict:
     start = time.perf_counter()
     result = section(study)
     return {**result, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def unreadable_met(results: dict) -> list[dict]:
+    """Every unreadable file the sections met (their ``unreadable`` lists), once, by split and path, with
+    the sections that met it.
+
+    >>> corrupt = {"split": "test", "path": "b.png", "reason": "corrupt"}
+    >>> met = {"unreadable": [corrupt]}
+    >>> unreadable_met({"probes": met, "filters": {}, "occlusion": met})
+    [{'split': 'test', 'path': 'b.png', 'reason': 'corrupt', 'sections': ['probes', 'occlusion']}]
+    """
+    met: dict[tuple[str, str], dict] = {}
+    for name, result in results.items():
+        for item in result.get("unreadable", []):
+            met.setdefault((item["split"], item["path"]), {**item, "sections": []})["sections"].append(name)
+    return [met[key] for key in sorted(met)]
 
 
 def _chosen_channels(top9: dict) -> dict[str, list[int]]:

@@ -82,6 +82,22 @@ def _skipped(section: dict) -> str:
     return f"<p class='note'>Not drawn: {escape(section['skipped'])}.</p>" if "skipped" in section else ""
 
 
+def _samples(section: dict) -> str:
+    """How many images the section read, of how many each split lists, and the unreadable files it met.
+
+    >>> _samples({"samples": [{"split": "test", "used": 5, "listed": 1200}], "unreadable": [{}]})
+    "<p class='note'>Images read: 5 of the test split's 1200; 1 unreadable file passed over (see Data).</p>"
+    """
+    if "samples" not in section:
+        return ""
+    read = "; ".join(
+        f"{s['used']} of the {escape(s['split'])} split's {s['listed']}" for s in section["samples"]
+    )
+    met = len(section.get("unreadable", []))
+    passed = f"; {met} unreadable file{'s' if met != 1 else ''} passed over (see Data)" if met else ""
+    return f"<p class='note'>Images read: {read}{passed}.</p>"
+
+
 def _table(header: list[str], rows: list[list]) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_number(v)}</td>" for v in row) + "</tr>" for row in rows)
@@ -91,15 +107,17 @@ def _table(header: list[str], rows: list[list]) -> str:
 def _dataset(section: dict) -> str:
     splits = ", ".join(f"{name}: {count}" for name, count in section["splits"].items())
     skipped = section["skipped"]
+    rows = [[s["split"], s["path"], s["reason"], ", ".join(s.get("sections", []))] for s in skipped]
     listing = (
-        _table(["split", "file", "reason"], [[s["split"], s["path"], s["reason"]] for s in skipped])
-        if skipped
-        else "<p>No file was skipped.</p>"
+        _table(["split", "file", "reason", "met by"], rows) if skipped else "<p>No file was skipped.</p>"
     )
     return (
         f"<h2>Data</h2><p>{escape(str(section['data']))}: {len(section['classes'])} classes "
         f"({escape(', '.join(section['classes']))}); images per split: {escape(splits)}.</p>"
-        f"<h3>Skipped files ({len(skipped)})</h3>{listing}"
+        "<p class='note'>The splits are listed, not decoded: the top-9 scan reads its split once, streamed, "
+        "and every other section a sample of bounded size (each says how many images it read). A file "
+        "that cannot be read is passed over for the next candidate.</p>"
+        f"<h3>Skipped files ({len(skipped)}): the unreadable files the sections met</h3>{listing}"
     )
 
 
@@ -110,6 +128,7 @@ def _top9(section: dict) -> str:
         f"({section['images_scanned']} images) found each channel's top 9. Each projection is cropped "
         "to its unit's receptive field and shown beside the image patch "
         "under that field (grey where the field leaves the image).</p>",
+        _samples(section),
     ]
     has_object = "fraction_on_object" in section
     header = ["layer", "units", "energy in receptive field"]
@@ -167,7 +186,7 @@ def _evolution(section: dict) -> str:
             f"<p>For each checkpoint (epochs {escape(', '.join(map(str, section['epochs'])))}), "
             f"each channel's strongest activation over {section['images']} training images, projected. "
             "Rows are channels, "
-            "columns epochs.</p>"
+            "columns epochs.</p>" + _samples(section)
         )
         for layer, src in zip(section["layers"], section["figures"], strict=True):
             out.append(f"<h3>{escape(layer)}</h3>{_image(src, 'feature evolution of ' + layer)}")
@@ -181,6 +200,7 @@ def _invariance(section: dict) -> str:
         f"<p>Euclidean distance of the layer-1 ({escape(layers['layer1'])}) and penultimate "
         f"({escape(layers['penultimate'])}) feature vectors from the untransformed image's, and the "
         "probability of the true class.</p>"
+        + _samples(section)
         + "".join(_image(src, "invariance") for src in section["figures"])
     )
 
@@ -206,6 +226,13 @@ def _occlusion(section: dict) -> str:
         f"{section['stride']} pixels. (b) total activation of the strongest map of "
         f"{escape(section['layer'])}; (c) its projection; (d) probability of the correct class; "
         "(e) most probable label.</p>"
+        + (
+            f"<p class='note'>{section['classes_used']} of the {section['classes_listed']} classes, spread "
+            "evenly over them (option <code>occlusion_classes</code>).</p>"
+            if "classes_used" in section
+            else ""
+        )
+        + _samples(section)
         + pointing
         + "".join(_image(src, "occlusion") for src in section["figures"])
     )
@@ -226,6 +253,7 @@ def _correspondence(section: dict) -> str:
         "sign change Δ (normalised Hamming distance of sign(ε) over pairs of images, ± std); lower means "
         "the layer changes the same way whichever image the part is hidden in. The random row pools "
         f"{len(section.get('random_boxes', []))} draws of random boxes.</p>"
+        + _samples(section)
         + _table(["occluded", f"last conv layer, pooled ({columns[0]})", f"penultimate ({columns[1]})"], rows)
         + "".join(_image(src, "occluded parts") for src in section["figures"])
     )
@@ -238,6 +266,7 @@ def _probes(section: dict) -> str:
         f"<p>Multinomial logistic regression on each layer's features (conv maps average-pooled to 2x2), "
         f"trained on {section['train_images']} training images, tested on {section['test_images']}; "
         f"the model itself scores {section['model_accuracy']:.3f}.</p>"
+        + _samples(section)
         + _table(["layer", "features", "test accuracy"], rows)
         + "".join(_image(src, "probes") for src in section["figures"])
     )
@@ -259,6 +288,7 @@ def _sanity(section: dict) -> str:
         f"{escape(str(section['units']))}) projected again. Each number is the similarity to the trained "
         "projection, averaged over the units; near 1: the map does not depend on those weights "
         "(Nie et al. 2018, Sixt et al. 2020 explain why deconvnet and guided backprop barely change).</p>",
+        _samples(section),
     ]
     figures = iter(section["figures"])
     for mode in ("cascading", "independent"):

@@ -2,11 +2,15 @@
 
 Every section is a function of a :class:`~deconvlab.report.study.Study` and returns
 ``{"figures": [relative paths], ...numbers}``; ``deconvlab.report.build`` runs them through the stage
-cache. The computations live in ``deconvlab.analyses``; here they are only called and drawn.
+cache. The computations live in ``deconvlab.analyses``; here they are only called and drawn. A section
+that reads images also returns ``samples`` (per split: the images used, of how many listed) and
+``unreadable`` (the files it met that could not be read: split, path, reason), which the report gathers
+into the Data section.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -22,20 +26,28 @@ from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
 from deconvlab.analyses.topgrid import project_dataset_units, project_fast, strongest_channels
 from deconvlab.report import figures as fig
-from deconvlab.report.study import Study, batch, file_names, labels_of, per_class, picture
+from deconvlab.report.study import (
+    Study,
+    batch,
+    class_groups,
+    file_names,
+    labels_of,
+    picture,
+    read_first,
+    spread,
+    spread_groups,
+    unreadable_records,
+)
 
 STAGE_SCAN = ".stages/scan"  # the top-k scan's own resumable progress
 
 
 def dataset_section(study: Study) -> dict:
-    """The data's classes and split sizes, and the files that could not be read (skipped)."""
-    splits, skipped = {}, []
-    for split in ("train", "val", "test"):
-        data = study.dataset(split)
-        splits[split] = len(data)
-        skipped.extend({"split": split, "path": str(p), "reason": r} for p, r in getattr(data, "skipped", []))
+    """The data's classes and split sizes, from the listing (nothing is decoded; the files the other
+    sections could not read are added by ``deconvlab.report.build``)."""
+    splits = {split: len(study.dataset(split)) for split in ("train", "val", "test")}
     classes = list(getattr(study.dataset("test"), "classes", []))
-    return {"data": study.data, "classes": classes, "splits": splits, "skipped": skipped, "figures": []}
+    return {"data": study.data, "classes": classes, "splits": splits, "figures": []}
 
 
 # --- Fig. 5: invariance -----------------------------------------------------------------------------
@@ -45,8 +57,8 @@ def invariance_section(study: Study) -> dict:
     """Translation, scale and rotation sweeps of a few test images: feature distances and P(true class)."""
     data = study.dataset("test")
     labels = labels_of(data)
-    indices = per_class(labels, 1, study.options.invariance_images)
-    images = batch(data, indices)
+    sample = study.sample("test", class_groups(labels, np.unique(labels)[: study.options.invariance_images]))
+    indices, images = sample.indices, sample.images
     taps = [study.first_conv, study.penultimate]
     sweeps = {}
     for kind in tqdm(TRANSFORMS, desc="invariance", disable=not study.options.progress, leave=False):
@@ -63,6 +75,8 @@ def invariance_section(study: Study) -> dict:
         "labels": labels[indices].tolist(),
         "layers": {"layer1": taps[0], "penultimate": taps[1]},
         "sweeps": sweeps,
+        "samples": [sample.record()],
+        "unreadable": sample.unreadable,
         "figures": [relative, strip_relative],
     }
 
@@ -156,23 +170,31 @@ def occlusion_geometry(study: Study) -> tuple[int, int]:
 
 
 def occlusion_section(study: Study) -> dict:
-    """Fig. 7 for a few test images of each class, and the pointing game where the data has masks."""
+    """Fig. 7 for a few test images of each of (at most ``occlusion_classes``) classes, spread evenly
+    over the classes, and the pointing game where the data has masks."""
     data = study.dataset("test")
     labels = labels_of(data)
-    indices = per_class(labels, study.options.occlusion_images_per_class)
-    images = batch(data, indices)
+    classes = np.unique(labels)
+    chosen = classes[spread(len(classes), study.options.occlusion_classes)]
+    sample = study.sample("test", class_groups(labels, chosen), study.options.occlusion_images_per_class)
+    indices, images = sample.indices, sample.images
     window, stride = occlusion_geometry(study)
     panels = occlusion_panels(
         study.model, images, labels[indices], layer=study.last_conv, window=window, stride=stride
     )
-    per = study.options.occlusion_images_per_class
-    shown = [i * per for i in range(min(study.options.occlusion_shown, len(indices) // per))]
+    # the first image of each class drawn, for the first occlusion_shown classes
+    firsts = [i for i in range(len(indices)) if i == 0 or labels[indices[i]] != labels[indices[i - 1]]]
+    shown = firsts[: study.options.occlusion_shown]
     units = [(i, int(panels.strongest_channel[i]), *map(int, panels.strongest_position[i])) for i in shown]
     projections = project_fast(study.model, images, study.all_convs[-1], units).detach().cpu()
     result = {
         "layer": study.last_conv,
         "window": window,
         "stride": stride,
+        "classes_used": len(chosen),
+        "classes_listed": len(classes),
+        "samples": [sample.record()],
+        "unreadable": sample.unreadable,
         "images": indices,
         "labels": labels[indices].tolist(),
         "strongest_channel": panels.strongest_channel.tolist(),
@@ -319,6 +341,8 @@ def correspondence_section(study: Study) -> dict:
         "boxes": {part: [list(b) for b in bs] for part, bs in boxes.items()},
         "random_boxes": [[list(b) for b in draw] for draw in draws],
         "rows": rows,
+        "samples": [{"split": "test", "used": len(indices), "listed": len(data)}],
+        "unreadable": [],  # the built-in data: every image can be read
         "figures": [relative],
     }
 
@@ -373,10 +397,12 @@ def probes_section(study: Study) -> dict:
     """A linear classifier's test accuracy on each layer's features (conv maps pooled to 2x2)."""
     train, test = study.dataset("train"), study.dataset("test")
     taps = [*(rectified_tap(study.model, name) for name in study.all_convs), study.penultimate]
-    train_idx = _spread(len(train), study.options.probe_train_images)
-    test_idx = _spread(len(test), study.options.probe_test_images)
-    train_logits, train_features = _pooled(study, train, train_idx, taps)
-    test_logits, test_features = _pooled(study, test, test_idx, taps)
+    train_idx, train_logits, train_features, train_met = _pooled(
+        study, "train", study.options.probe_train_images, taps
+    )
+    test_idx, test_logits, test_features, test_met = _pooled(
+        study, "test", study.options.probe_test_images, taps
+    )
     train_y, test_y = labels_of(train)[train_idx], labels_of(test)[test_idx]
     classes = len(getattr(test, "classes", [])) or int(max(train_y.max(), test_y.max())) + 1
     rows = []
@@ -404,30 +430,40 @@ def probes_section(study: Study) -> dict:
         "model_accuracy": model_accuracy,
         "train_images": len(train_idx),
         "test_images": len(test_idx),
+        "samples": [
+            {"split": "train", "used": len(train_idx), "listed": len(train)},
+            {"split": "test", "used": len(test_idx), "listed": len(test)},
+        ],
+        "unreadable": train_met + test_met,
         "figures": [relative],
     }
 
 
-def _spread(length: int, count: int) -> np.ndarray:
-    """``count`` indices spread evenly over ``range(length)`` (all of them when there are fewer)."""
-    if length <= count:
-        return np.arange(length)
-    return np.linspace(0, length - 1, count).round().astype(np.int64)
-
-
-def _pooled(study: Study, data, indices: np.ndarray, taps: list[str]):
-    logits, pooled = [], {tap: [] for tap in taps}
+def _pooled(study: Study, split: str, count: int, taps: list[str]):
+    """The logits and pooled features of ``count`` readable images spread over ``split``, read a few
+    batches at a time: (indices, logits, {tap: features}, unreadable files met)."""
+    data, met = study.dataset(split), []
+    indices, logits, pooled = [], [], {tap: [] for tap in taps}
+    images = read_first(data, spread_groups(len(data), count), 1, met)
     step = study.options.batch_size * 4
-    for start in tqdm(
-        range(0, len(indices), step), desc="probe features", disable=not study.options.progress, leave=False
-    ):
-        out, features = forward_with_features(
-            study.model, batch(data, indices[start : start + step]), taps, batch_size=study.options.batch_size
-        )
-        logits.append(out)
-        for tap in taps:
-            pooled[tap].append(pooled_features(features[tap].clamp_min(0)))
-    return torch.cat(logits), {tap: torch.cat(chunks) for tap, chunks in pooled.items()}
+    with tqdm(total=min(count, len(data)), desc="probe features", disable=not study.options.progress,
+              leave=False) as bar:  # fmt: skip
+        while chunk := list(itertools.islice(images, step)):
+            out, features = forward_with_features(
+                study.model,
+                torch.stack([image for _, image in chunk]),
+                taps,
+                batch_size=study.options.batch_size,
+            )
+            indices += [index for index, _ in chunk]
+            logits.append(out)
+            for tap in taps:
+                pooled[tap].append(pooled_features(features[tap].clamp_min(0)))
+            bar.update(len(chunk))
+    if not indices:
+        raise ValueError(f"split={split!r}: none of the {len(met)} images the probes tried could be read")
+    features = {tap: torch.cat(chunks) for tap, chunks in pooled.items()}
+    return np.asarray(indices, np.int64), torch.cat(logits), features, unreadable_records(split, met)
 
 
 def _class_names(data) -> list[str]:
@@ -494,6 +530,8 @@ def top9_section(study: Study) -> dict:
         "images_scanned": topk.num_images,
         "layers": layers,
         **summary,
+        "samples": [{"split": study.options.scan_split, "used": topk.num_images, "listed": len(data)}],
+        "unreadable": unreadable_records(study.options.scan_split, topk.skipped),
         "figures": figures,
     }
 
@@ -611,7 +649,7 @@ def evolution_section(study: Study, channels: dict[str, list[int]]) -> dict:
     if not epochs:
         return {"skipped": f"no epoch-XXX.pt files in {study.checkpoints}", "figures": []}
     train = study.dataset("train")
-    subset = torch.utils.data.Subset(train, _spread(len(train), study.options.evolution_images).tolist())
+    subset = torch.utils.data.Subset(train, spread(len(train), study.options.evolution_images).tolist())
     chosen = {layer: channels[layer][: study.options.evolution_channels] for layer in study.layers}
     steps = []
     for epoch, path in tqdm(
@@ -633,12 +671,15 @@ def evolution_section(study: Study, channels: dict[str, list[int]]) -> dict:
         path, relative = study.figure_path(f"fig4-evolution-{layer}")
         fig.save_png(path, fig.side_by_side(columns, gap=4))
         figures.append(relative)
+    unreadable = list({item["path"]: item for step in steps for item in step["unreadable"]}.values())
     return {
         "layers": list(study.layers),
         "epochs": [e for e, _ in epochs],
-        "images": len(subset),
+        "images": len(subset) - len(unreadable),
         "channels": chosen,
         "steps": steps,
+        "samples": [{"split": "train", "used": len(subset) - len(unreadable), "listed": len(train)}],
+        "unreadable": unreadable,
         "figures": figures,
     }
 
@@ -676,7 +717,13 @@ def _evolution_step(study: Study, epoch: int, path: Path, subset, chosen: dict[s
         strip_path, strips[layer] = study.figure_path(f"evolution/epoch-{epoch:03d}-{layer}")
         fig.save_png(strip_path, fig.tile(crops, 1, GRID_CELL))
         units[layer] = {"units": rows.tolist(), "values": values.tolist()}
-    return {"epoch": epoch, "strips": strips, "units": units, "figures": list(strips.values())}
+    return {
+        "epoch": epoch,
+        "strips": strips,
+        "units": units,
+        "unreadable": unreadable_records("train", topk.skipped),
+        "figures": list(strips.values()),
+    }
 
 
 def _device(model) -> torch.device:
@@ -716,8 +763,9 @@ def sanity_section(study: Study) -> dict:
             "figures": [],
         }
     data = study.dataset(study.options.scan_split)
-    indices = _spread(len(data), study.options.sanity_images)
-    inputs = batch(data, indices).to(_device(study.model))
+    sample = study.sample(study.options.scan_split, spread_groups(len(data), study.options.sanity_images))
+    indices = sample.indices
+    inputs = sample.images.to(_device(study.model))
     layer = sanity.parametrised_layers(study.model, inputs, "")[-1]
     result = sanity.sanity_checks(study.model, inputs, layer, seed=study.options.seed)
     figures = []
@@ -728,8 +776,10 @@ def sanity_section(study: Study) -> dict:
     sources, _ = file_names(data, indices)
     return {
         "split": study.options.scan_split,
-        "images": indices.tolist(),
+        "images": indices,
         "sources": sources,
         **result.to_json(),
+        "samples": [sample.record()],
+        "unreadable": sample.unreadable,
         "figures": figures,
     }
