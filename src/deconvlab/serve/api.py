@@ -97,6 +97,7 @@ UNITS = obj(
     layer=STRING,
     k=INTEGER,
     num_images=INTEGER,
+    skipped={**array(obj(path=STRING, reason=STRING)), "description": "Files the scan could not read."},
     channels=array(
         obj(
             channel=INTEGER,

@@ -19,7 +19,9 @@ patches ``nn.Module`` for every thread) waits for them and they wait for it.
 >>> lane.close()
 
 Images are named by references: ``"dataset:12"`` (an image of the scanned dataset),
-``"sample:astronaut"`` (a photo bundled with scikit-image) and ``"upload:<id>"`` (an upload).
+``"sample:astronaut"`` (a photo bundled with scikit-image) and ``"upload:<id>"`` (an upload). A dataset
+image whose file cannot be read is a 422 that names the file and the reason; the scan skips it, and
+the images offered (``image_refs``) leave it out.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from deconvlab.data import UnreadableImage
 from deconvlab.engine._model import FX_TRACING
 from deconvlab.serve.config import Loaded, ServeConfig
 from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
@@ -262,7 +265,7 @@ class Explorer:
 
                 session = self.session()
                 work = copy.deepcopy(session.model).eval()
-                probe = session.dataset[0][0][None]
+                probe = first_readable(session.dataset)[None]
                 self._randomized_model = randomise_layers(work, parametrised_layers(work, probe, ""), seed=0)
             return self._randomized_model
 
@@ -283,7 +286,12 @@ class Explorer:
         session = self.session()
         kind, _, name = ref.partition(":")
         if kind == "dataset":
-            return as_uint8_image(session.dataset.image(self._dataset_index(ref, name)))
+            try:
+                return as_uint8_image(session.dataset.image(self._dataset_index(ref, name)))
+            except UnreadableImage as error:
+                raise ApiError(
+                    f"image={ref!r}: {error.path} cannot be read ({error.reason})", status=422
+                ) from None
         if kind == "sample":
             return model_view(sample_image(name), session.size)
         if kind == "upload":
@@ -304,7 +312,16 @@ class Explorer:
         kind, _, name = ref.partition(":")
         if kind != "dataset":
             return None
-        return int(self.session().dataset[self._dataset_index(ref, name)][1])
+        dataset, index = self.session().dataset, self._dataset_index(ref, name)
+        labels = getattr(dataset, "labels", None)
+        if labels is not None:  # from the listing, without decoding the file
+            return int(labels[index])
+        try:
+            return int(dataset[index][1])
+        except UnreadableImage as error:
+            raise ApiError(
+                f"image={ref!r}: {error.path} cannot be read ({error.reason})", status=422
+            ) from None
 
     def _dataset_index(self, ref: str, name: str) -> int:
         size = len(self.session().dataset)
@@ -333,12 +350,29 @@ def as_uint8_image(image) -> np.ndarray:
 
 
 def first_of_each_class(dataset, limit: int = 500) -> list[int]:
-    """Index of the first image of each class among the first ``limit`` images."""
+    """Index of the first readable image of each class among the first ``limit`` images (a file that
+    cannot be read is passed over; only these candidates are decoded, where the dataset lists labels)."""
     labels = getattr(dataset, "labels", None)
     seen: dict[int, int] = {}
     for index in range(min(len(dataset), limit)):
-        seen.setdefault(int(labels[index] if labels is not None else dataset[index][1]), index)
+        if labels is not None and int(labels[index]) in seen:
+            continue  # its class has an image: nothing to decode
+        try:
+            label = int(dataset[index][1])
+        except UnreadableImage:
+            continue
+        seen.setdefault(label, index)
     return [seen[label] for label in sorted(seen)]
+
+
+def first_readable(dataset):
+    """The first image (C, H, W) of ``dataset`` that can be read (an unreadable file is passed over)."""
+    for index in range(len(dataset)):
+        try:
+            return dataset[index][0]
+        except UnreadableImage:
+            continue
+    raise ValueError(f"dataset: none of its {len(dataset)} images can be read")
 
 
 def build_session(loaded: Loaded, config: ServeConfig, progress: Progress) -> Session:
@@ -350,7 +384,7 @@ def build_session(loaded: Loaded, config: ServeConfig, progress: Progress) -> Se
     input_size = tuple(int(v) for v in model.input_size)
     names = list(config.layers or conv_layers(model))
     progress.start("layers", message="measuring the layers")
-    features = layer_features(model, loaded.dataset[0][0][None], names)
+    features = layer_features(model, first_readable(loaded.dataset)[None], names)
     layers = {
         name: LayerInfo(name, *features[name].shape[1:4], receptive_field(model, name, input_size))
         for name in names

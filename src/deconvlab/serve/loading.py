@@ -3,6 +3,8 @@
 The default loader serves ``deconvlab serve``'s choices: the built-in demo model (trained on first
 use) or any model spec with its weights (``deconvlab.models.load_model``: weight files only through the
 safe loader), scanned over the built-in dataset or an image folder, normalised as the model expects.
+Image files are listed, not decoded, when loaded: the scan decodes them, skipping and listing the ones
+that cannot be read (``/api/units``'s ``skipped``).
 
 >>> progress = Progress()
 >>> progress.start("scan", total=4)
@@ -74,10 +76,10 @@ def default_loader(config: ServeConfig, progress: Progress) -> Loaded:
         progress.start("model", message=f"building {config.model} (weights: {config.weights or 'random'})")
         model = load_model(config.model, config.weights)
         name = config.model
-    progress.start("data", message=f"loading the {config.data!r} dataset ({config.split} split)")
+    progress.start("data", message=f"listing the {config.data!r} dataset ({config.split} split)")
     mean, std = getattr(model, "mean", None), getattr(model, "std", None)
     statistics = {} if mean is None else {"mean": mean, "std": std}
-    dataset = load_dataset(config.data, config.split, model.input_size[-1], **statistics)
+    dataset = load_dataset(config.data, config.split, model.input_size[-1], check=False, **statistics)
     return Loaded(model=model, dataset=dataset, name=name)
 
 

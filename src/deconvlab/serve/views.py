@@ -43,7 +43,8 @@ def check_position(info: LayerInfo, channel: int, y: int, x: int, where: str = "
 
 def units(explorer: Explorer, *, layer: str) -> dict:
     """Every channel's top-k dataset units from the scan, channels with the strongest unit first; each
-    unit names its image's file and class (``source`` and ``class``: null where the data name none)."""
+    unit names its image's file and class (``source`` and ``class``: null where the data name none).
+    ``skipped``: the files the scan could not read, with the reason."""
     topk = explorer.topk()
     info = explorer.session().layer(layer)
     lists = topk.layers[info.name]
@@ -60,7 +61,14 @@ def units(explorer: Explorer, *, layer: str) -> dict:
     ]
     channels = [channel for channel in channels if channel["units"]]
     channels.sort(key=lambda channel: -channel["units"][0]["value"])
-    return {"layer": info.name, "k": topk.k, "num_images": topk.num_images, "channels": channels}
+    skipped = [{"path": path, "reason": reason} for path, reason in topk.skipped]
+    return {
+        "layer": info.name,
+        "k": topk.k,
+        "num_images": topk.num_images,
+        "channels": channels,
+        "skipped": skipped,
+    }
 
 
 def _file_name(dataset, index: int) -> dict:
