@@ -59,18 +59,74 @@ class Mixed(nn.Module):
 
 
 class Branching(nn.Module):
-    """Control flow on a tensor's shape: torch.fx cannot trace it, so everything is recomputed."""
+    """Control flow on a tensor's shape (which torch.fx could not trace) and, if asked, on its values."""
 
-    def __init__(self):
+    def __init__(self, on_values: bool = False):
         super().__init__()
         self.conv = nn.Conv2d(1, 3, 3)
         self.fc = nn.Linear(3, 2)
+        self.on_values = on_values
 
     def forward(self, x):
         y = self.conv(x)
-        if y.shape[-1] > 5:  # a Python branch on a traced value: fx gives up
+        if y.shape[-1] > 5:  # the same for every occluder position
             y = y * 2
+        if self.on_values and y.sum() > 0:  # may differ between positions: no replay of the graph
+            y = y - 1
         return self.fc(y.mean(dim=(2, 3)))
+
+
+class Dense(nn.Module):
+    """A DenseNet-like block: each layer's maps are concatenated to its input's, then a transition."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.grow1 = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 3, padding=1))
+        self.grow2 = nn.Sequential(nn.BatchNorm2d(7), nn.ReLU(), nn.Conv2d(7, 3, 3, padding=1))
+        self.transition = nn.Sequential(nn.Conv2d(10, 6, 1), nn.AvgPool2d(2))
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = torch.cat([x, self.grow1(x)], 1)
+        x = torch.cat([x, self.grow2(x)], dim=1)
+        return self.head(self.transition(x).amax(dim=(2, 3)))
+
+
+class Flattening(nn.Module):
+    """A classifier reading ``x.view(x.size(0), -1)``: the batch size is an argument of the call."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, stride=2)
+        self.fc = nn.Linear(3 * 7 * 7, 4)
+
+    def forward(self, x):
+        x = torch.relu_(self.conv(x))
+        return self.fc(x.view(x.size(0), -1))
+
+
+class Padded(nn.Module):
+    """Convolutions padded by reflection, replication, to 'same' and circularly (last: it wraps a box
+    at the border round to the other side), and explicit F.pads; a sum of two maps whose boxes have
+    the same size but not the same place."""
+
+    def __init__(self):
+        super().__init__()
+        self.reflect = nn.Conv2d(2, 3, 3, padding=2, dilation=2, padding_mode="reflect")
+        self.replicate = nn.Conv2d(3, 3, (3, 5), padding=(1, 2), padding_mode="replicate")
+        self.same = nn.Conv2d(3, 3, (3, 4), padding="same")
+        self.shifted = nn.Conv2d(3, 3, (3, 4))
+        self.pool = nn.AvgPool2d(3, stride=2, padding=1)
+        self.circular = nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular")
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        x = F.silu(self.replicate(F.gelu(self.reflect(x))))
+        x = self.same(x) + self.shifted(F.pad(x, (3, 0, 2, 0)))
+        x = self.pool(F.pad(x, (1, 0, 2, 1), value=0.5).relu_())
+        return self.fc(self.circular(x).mean(dim=(2, 3)))
 
 
 def assert_same(actual, expected, rtol=1e-5):
@@ -155,16 +211,85 @@ def test_incremental_on_functional_model_with_batch_norm_and_groups():
     assert_same(full.logits[0].reshape(-1, 4), logits, rtol=1e-6)
 
 
-def test_untraceable_model_falls_back_to_full_recomputation():
+def test_control_flow_on_shapes_is_replayed_and_on_values_falls_back_to_full_recomputation():
     torch.manual_seed(1)
-    model = Branching()
     images = torch.randn(2, 1, 9, 9)
-    result = occlusion_map(model, images, window=3, stride=2, layer="conv")
-    assert result.incremental_layers == ()
-    for n in range(2):
-        logits, sums = definition(model, images[n], (3, 3), (2, 2), 0.0, model.conv)
-        assert_same(result.logits[n].reshape(-1, 2), logits, rtol=1e-6)
-        assert_same(result.activations[n].reshape(-1, 3), sums, rtol=1e-6)
+    for on_values in (False, True):
+        model = Branching(on_values)
+        result = occlusion_map(model, images, window=3, stride=2, layer="conv")
+        assert result.incremental_layers == (() if on_values else ("conv", "mul"))
+        for n in range(2):
+            logits, sums = definition(model, images[n], (3, 3), (2, 2), 0.0, model.conv)
+            assert_same(result.logits[n].reshape(-1, 2), logits, rtol=1e-6)
+            assert_same(result.activations[n].reshape(-1, 3), sums, rtol=1e-6)
+
+
+def incremental_and_full(model, images, **kwargs):
+    """Both occlusion maps of ``model``, checked equal; the incremental one is returned."""
+    fast = occlusion_map(model, images, **kwargs)
+    full = occlusion_map(model, images, incremental=False, **kwargs)
+    assert full.incremental_layers == ()
+    assert_same(fast.logits, full.logits)
+    if fast.activations is not None:
+        assert_same(fast.activations, full.activations)
+    return fast
+
+
+def test_incremental_goes_past_resnet18s_residual_additions():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10).eval()
+    with torch.no_grad():  # batch norms that are not the identity
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.5, 0.5)
+                module.running_var.uniform_(0.5, 2)
+    images = torch.randn(1, 3, 64, 64)
+    fast = incremental_and_full(model, images, window=9, stride=(7, 11), layer="layer1", batch_size=13)
+    names = fast.incremental_layers
+    assert names[:4] == ("conv1", "bn1", "relu", "maxpool")
+    assert {"layer1.0.conv2", "layer1.0.add_", "layer1.1.add_", "layer2.0.downsample.0"} <= set(names)
+    logits, sums = definition(model, images[0], (9, 9), (7, 11), 0.0, model.layer1)
+    assert_same(fast.logits[0].reshape(-1, 10), logits)
+    assert_same(fast.activations[0].reshape(len(sums), -1), sums)
+
+
+def test_incremental_through_concatenations():
+    model = Dense()
+    with torch.no_grad():
+        for bn in (model.grow1[0], model.grow2[0]):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+    fast = incremental_and_full(model.eval(), torch.randn(2, 3, 24, 20), window=4, stride=3, layer="grow2")
+    assert fast.incremental_layers == (
+        ("stem", "grow1.0", "grow1.1", "grow1.2", "cat", "grow2.0", "grow2.1", "grow2.2", "cat")
+        + ("transition.0", "transition.1")
+    )
+
+
+@pytest.mark.parametrize("batch_size", [4, 64])
+def test_batch_size_in_the_forward_pass_and_a_last_smaller_batch(batch_size):
+    torch.manual_seed(2)
+    model = Flattening().eval()
+    images = torch.randn(2, 2, 16, 16)  # 5 x 5 = 25 positions: batches of 4, 4, ..., 1 (or one of 25)
+    fast = incremental_and_full(model, images, window=4, stride=3, layer="conv", batch_size=batch_size)
+    assert fast.incremental_layers == ("conv", "relu_")
+    logits, sums = definition(model, images[1], (4, 4), (3, 3), 0.0, model.conv)
+    assert_same(fast.logits[1].reshape(-1, 4), logits)
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_incremental_through_padding_modes_and_in_place_functions():
+    torch.manual_seed(3)
+    model = Padded().eval()
+    images = torch.randn(1, 2, 41, 46)
+    fast = incremental_and_full(model, images, window=(3, 5), stride=(4, 3), baseline=2.0, layer="same")
+    assert fast.incremental_layers == (
+        ("reflect", "reflect", "gelu", "replicate", "replicate", "silu", "same", "pad", "shifted", "add")
+        + ("pad", "relu_", "pool", "circular", "circular")
+    )
+    logits, _ = definition(model, images[0], (3, 5), (4, 3), 2.0)
+    assert_same(fast.logits[0].reshape(-1, 2), logits)
 
 
 @pytest.mark.parametrize(

@@ -7,62 +7,118 @@ output reads a window of its input, so the outputs that can change form a box to
     output o reads inputs  o*s - p  ...  o*s - p + d*(k-1)      (kernel k, stride s, padding p, dilation d)
     inputs lo..hi change   ->  outputs ceil((lo + p - d*(k-1)) / s) ... floor((hi + p) / s)
 
-Layer by layer we keep the unoccluded activations, recompute only that box for each occluder position
-(from a crop of the unoccluded input with the previous layer's new box pasted in) and carry the box on.
-Elementwise layers (ReLU, batch norm in eval mode, local response norm, dropout in eval mode...) keep the
-box. Once the box covers the whole map, or at the first layer that is not one of these (a flatten, a
-linear layer, an unknown module), the rest of the model runs in full on the patched maps.
+The model is read once by ``deconvlab.engine.graph.capture``: the torch functions its forward pass calls
+on values (tensors computed from the image), in call order. Walking them, every value gets its changed
+box for every occluder position:
 
-The model is read with ``torch.fx``: the part handled incrementally is the chain of such layers at the
-start of the traced graph; the rest of the graph may be anything. A model that fx cannot trace, or whose
-graph does not start with such a chain, has no incremental part (``plan_incremental`` returns ``None``)
-and the caller recomputes it in full.
+- ``conv2d``, ``max_pool2d``, ``avg_pool2d``: the box above, padding read as a fill value (0, -inf);
+- ``pad`` (constant, reflect, replicate, circular): the padded pixels that copy a changed one;
+- pointwise functions of one value (ReLU and friends, batch norm and dropout in eval mode, local
+  response norm, arithmetic with a number or a per-channel tensor): the same box;
+- functions of several values of one size (a residual ``add``, ``cat`` of channels, ``mul`` of two
+  maps): the union of their boxes; each input's crop over it is its unoccluded map with its own box
+  pasted in.
 
-Boxes have one size per layer for every occluder position (the largest, shifted inwards at the borders),
-so the crops of a batch of positions stack into one tensor and each layer runs once per batch.
+Only the box is recomputed, from crops of the unoccluded maps with the inputs' boxes pasted in. A value
+whose box covers its whole map, or any other function (flatten, linear, a global pool...), ends the
+incremental part there; the other nodes, the tail, are called again (``graph.fill``) on the patched maps,
+in the order of the forward pass. A block of ResNet, say:
+
+>>> from torch import nn
+>>> class Block(nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.conv1, self.conv2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+...         self.relu, self.head = nn.ReLU(inplace=True), nn.Linear(3, 2)
+...     def forward(self, x):
+...         y = self.conv2(self.relu(self.conv1(x))) + x
+...         return self.head(y.mean(dim=(2, 3)))
+>>> corners = torch.tensor([[0, 0], [0, 8], [8, 8]])
+>>> plan = plan_incremental(Block().eval(), torch.zeros(1, 3, 32, 32), corners, (4, 4), None, batch=2)
+>>> plan.layer_names, plan.boxes[plan.steps[-1].output].size  # 4x4 + two 3x3 convs: 8x8
+(('conv1', 'relu', 'conv2', 'add'), (8, 8))
+
+Boxes have one size per value for every position (the largest, shifted inwards at the borders), so the
+crops of a batch of positions stack into one tensor and each node runs once per batch.
+
+The tail calls the functions with the Python ints they were captured with: ``x.view(x.size(0), -1)``
+captured on one image would be ``view(1, -1)``. So the graph is captured on as many copies of the image
+as a batch has positions, and a last, smaller batch is padded to that size for the tail. A forward pass
+that reads values other than as tensors (``if x.sum() > 0``, ``x.item()``, assigning into a slice) cannot
+be replayed: ``plan_incremental`` returns None and the caller recomputes it in full.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, fx, nn
+from torch import Tensor, nn
 
-from deconvlab.arithmetic.shapes import as_tuple
-from deconvlab.engine._model import FX_TRACING
+from deconvlab.engine._model import this_thread_only
+from deconvlab.engine.graph import Graph, Node, Value, capture, fill
 
-_POINTWISE_MODULES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.ELU,
-    nn.CELU,
-    nn.SELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Hardswish,
-    nn.Hardtanh,
-    nn.Sigmoid,
-    nn.Tanh,
-    nn.Softplus,
-    nn.Identity,
-    nn.Dropout,
-    nn.Dropout2d,
-    nn.LocalResponseNorm,
-    nn.CrossMapLRN2d,
+# functions of one value that map each pixel on its own (batch norm and dropouts only in eval mode)
+_POINTWISE = frozenset(
+    {
+        *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "prelu", "rrelu"),
+        *("elu", "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "softsign"),
+        *("hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "threshold", "threshold_"),
+        *("clamp", "clamp_", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "clip", "clip_"),
+        *("abs", "neg", "exp", "sqrt", "rsqrt", "square", "contiguous", "clone", "detach", "float"),
+        *("batch_norm", "local_response_norm", "dropout", "dropout1d", "dropout2d", "alpha_dropout"),
+        "feature_alpha_dropout",
+    }
 )
-_POINTWISE_FUNCTIONS = (F.relu, torch.relu, torch.sigmoid, torch.tanh, F.leaky_relu, F.gelu, F.silu)
-_POINTWISE_METHODS = ("relu", "sigmoid", "tanh")
+# pointwise with numbers or per-channel tensors; of several values of one shape, a merge
+_ARITHMETIC = frozenset(
+    {
+        *("add", "add_", "sub", "sub_", "mul", "mul_", "div", "div_", "true_divide", "maximum", "minimum"),
+        *("__add__", "__radd__", "__sub__", "__rsub__", "rsub", "__mul__", "__rmul__", "__truediv__"),
+        *("__rtruediv__", "pow", "__pow__"),
+    }
+)
+_CONCATENATIONS = frozenset({"cat", "concat", "concatenate"})
+# where the ``training`` argument is, and its default
+_TRAINING_ARGUMENT = {
+    **{"batch_norm": (5, False), "rrelu": (3, False), "alpha_dropout": (2, False)},
+    **{
+        "feature_alpha_dropout": (2, False),
+        "dropout": (2, True),
+        "dropout1d": (2, True),
+        "dropout2d": (2, True),
+    },
+}
+# calls that read a value and return no tensor, but only its shape or layout (anything else is data)
+_SHAPE_QUERIES = frozenset(
+    {
+        *("__get__", "size", "dim", "ndimension", "numel", "nelement", "__len__", "stride", "get_device"),
+        *("is_contiguous", "is_floating_point", "is_complex", "element_size", "storage_offset", "__hash__"),
+    }
+)
+_PARAMETERS = {
+    "conv2d": ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+    "max_pool2d": ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"),
+    "avg_pool2d": (
+        "input",
+        "kernel_size",
+        "stride",
+        "padding",
+        "ceil_mode",
+        "count_include_pad",
+        "divisor_override",
+    ),
+    "pad": ("input", "pad", "mode", "value"),
+}
 
 
-def affected_outputs(lo: int, hi: int, *, kernel: int, stride: int, padding: int, dilation: int) -> tuple:
-    """First and last output index (unclipped) whose window reads an input in ``lo..hi``.
+def affected_outputs(lo, hi, *, kernel: int, stride: int, padding: int, dilation: int) -> tuple:
+    """First and last output index (unclipped) whose window reads an input in ``lo..hi`` (ints, or
+    tensors of them).
 
     Output ``o`` reads inputs ``o*s - p .. o*s - p + d*(k-1)``. For a 3x3 stride-2 convolution with
     padding 1, inputs 10..13 reach outputs ceil((10 + 1 - 2) / 2) = 5 to floor((13 + 1) / 2) = 7:
@@ -76,27 +132,141 @@ def affected_outputs(lo: int, hi: int, *, kernel: int, stride: int, padding: int
     return first, last
 
 
-def box_starts(firsts: list[int], lasts: list[int], out_size: int) -> tuple[list[int], int]:
+def box_starts(firsts: Tensor, lasts: Tensor, out_size: int) -> tuple[Tensor, int]:
     """One box size for all positions (the largest affected span) and each position's start.
 
     Boxes near the border are shifted inwards so that they stay inside the map; a larger box than
     needed recomputes a few unchanged values, which is still exact.
 
-    >>> box_starts([0, 3, 6], [2, 5, 8], out_size=8)
+    >>> starts, size = box_starts(torch.tensor([0, 3, 6]), torch.tensor([2, 5, 8]), out_size=8)
+    >>> starts.tolist(), size
     ([0, 3, 5], 3)
     """
-    size = min(out_size, max(1, *(last - first + 1 for first, last in zip(firsts, lasts, strict=True))))
-    starts = [min(max(first, 0), out_size - size) for first in firsts]
-    return starts, size
+    size = min(out_size, max(1, int((lasts - firsts).max()) + 1))
+    return firsts.clamp(0, out_size - size), size
+
+
+def padded_sources(size: int, before: int, after: int, mode: str) -> Tensor | None:
+    """For each pixel of an axis of ``size`` pixels padded by ``F.pad``, the pixel it copies (-1: the
+    constant), or None for an unknown mode. Reflecting 4 pixels by 2 on each side:
+
+    >>> padded_sources(4, 2, 2, "reflect").tolist()
+    [2, 1, 0, 1, 2, 3, 2, 1]
+    """
+    index = torch.arange(-before, size + after)
+    if mode == "constant":
+        return torch.where((index >= 0) & (index < size), index, -1)
+    if mode == "reflect":
+        return (size - 1) - ((size - 1) - index.abs()).abs()
+    if mode == "replicate":
+        return index.clamp(0, size - 1)
+    if mode == "circular":
+        return index % size
+    return None
+
+
+@dataclass(frozen=True)
+class _Box:
+    """Each occluder position's changed box in one map: its top-left corner in ``starts`` (positions,
+    2) and one ``size`` for all."""
+
+    starts: Tensor
+    size: tuple[int, int]
+    map_size: tuple[int, int]
+
+    @property
+    def full(self) -> bool:
+        return self.size == self.map_size
+
+    def span(self, axis: int) -> Tensor:
+        """(positions, size[axis]): the map coordinates the box covers along ``axis``."""
+        return self.starts[:, axis, None] + torch.arange(self.size[axis])
+
+    def same(self, other: _Box) -> bool:
+        return self.size == other.size and torch.equal(self.starts, other.starts)
+
+    @classmethod
+    def covering(cls, firsts: list[Tensor], lasts: list[Tensor], map_size) -> _Box:
+        """The box of each position's affected spans, one per axis (unclipped first and last index)."""
+        (y_starts, height), (x_starts, width) = (
+            box_starts(first, last, size) for first, last, size in zip(firsts, lasts, map_size, strict=True)
+        )
+        return cls(torch.stack([y_starts, x_starts], dim=1), (height, width), tuple(map_size))
+
+
+@dataclass
+class _Assembly:
+    """A region of every position's map, with the position's box pasted in, built by one
+    ``index_select`` per batch. The map is kept as rows of a buffer (one per pixel, C columns): the
+    unoccluded map, one row for the fill value (padding), then the boxes of a batch of ``batch``
+    positions. ``index`` (positions, Ly, Lx) holds each region pixel's row in that buffer."""
+
+    index: Tensor
+    fill_row: int
+
+    @classmethod
+    def build(cls, ys: Tensor, xs: Tensor, box: _Box, batch: int) -> _Assembly:
+        """``ys`` (positions, Ly) and ``xs`` (positions, Lx): the region's map coordinates, -1 or past
+        the map for the fill value."""
+        height, width = box.map_size
+        fill_row = height * width
+        inside_y, inside_x = (ys >= 0) & (ys < height), (xs >= 0) & (xs < width)
+        box_ys, box_xs = ys - box.starts[:, 0, None], xs - box.starts[:, 1, None]
+        in_y = (box_ys >= 0) & (box_ys < box.size[0]) & inside_y
+        in_x = (box_xs >= 0) & (box_xs < box.size[1]) & inside_x
+        slot = torch.arange(len(ys))[:, None, None] % batch
+        in_box = fill_row + 1 + (slot * box.size[0] + box_ys[:, :, None]) * box.size[1] + box_xs[:, None, :]
+        in_map = torch.where(
+            inside_y[:, :, None] & inside_x[:, None, :], ys[:, :, None] * width + xs[:, None, :], fill_row
+        )
+        return cls(torch.where(in_y[:, :, None] & in_x[:, None, :], in_box, in_map), fill_row)
+
+    def gather(self, buffer: Tensor, positions: slice, fill: float) -> Tensor:
+        """The regions (B, C, Ly, Lx) of a batch of positions (a slice aligned on the batch size), from
+        the buffer of ``_buffer`` after ``_write``. The result is channels-last in memory."""
+        buffer[self.fill_row] = fill
+        index = self.index[positions].to(buffer.device)
+        regions = buffer.index_select(0, index.reshape(-1))
+        return regions.view(*index.shape, buffer.shape[1]).permute(0, 3, 1, 2)
+
+
+def _buffer(clean: Tensor, box: _Box, batch: int) -> Tensor:
+    """The rows of one unoccluded map (1, C, H, W), a fill row, and room for a batch of boxes."""
+    channels, pixels = clean.shape[1], clean.shape[2] * clean.shape[3]
+    buffer = clean.new_empty(pixels + 1 + batch * box.size[0] * box.size[1], channels)
+    buffer[:pixels] = clean[0].permute(1, 2, 0).reshape(pixels, channels)
+    return buffer
+
+
+def _write(buffer: Tensor, box: _Box, patch: Tensor) -> None:
+    """Put a batch's boxes (B, C, h, w) after the map and fill rows of ``buffer``."""
+    first = box.map_size[0] * box.map_size[1] + 1
+    rows = len(patch) * box.size[0] * box.size[1]
+    buffer[first : first + rows].view(len(patch), *box.size, -1).copy_(patch.permute(0, 2, 3, 1))
+
+
+def _paste(buffer: Tensor, box: _Box, count: int, positions: slice) -> Tensor:
+    """Whole maps (B, C, H, W), contiguous as the forward pass made them: the unoccluded map with each
+    position's box (as ``_write`` left it in ``buffer``) pasted in."""
+    (height, width), (box_height, box_width) = box.map_size, box.size
+    first = height * width + 1
+    patch = buffer[first : first + count * box_height * box_width].view(count, box_height, box_width, -1)
+    clean = buffer[: height * width].view(1, height, width, -1).permute(0, 3, 1, 2)
+    maps = clean.expand(count, -1, -1, -1).contiguous()
+    starts = box.starts[positions].to(buffer.device)
+    ys = starts[:, 0, None, None] + torch.arange(box_height, device=buffer.device)[:, None]
+    xs = starts[:, 1, None, None] + torch.arange(box_width, device=buffer.device)
+    maps.permute(0, 2, 3, 1)[torch.arange(count, device=buffer.device)[:, None, None], ys, xs] = patch
+    return maps
 
 
 @dataclass(frozen=True)
 class _Window:
-    """A convolution or pooling read as windows; ``run`` applies it to an explicitly padded crop."""
+    """A convolution or pooling read as windows; ``run`` applies it to a crop that holds its padding."""
 
     kernel: tuple[int, int]
     stride: tuple[int, int]
-    padding: tuple[int, int]
+    padding: tuple[int, int]  # before the first pixel; the end follows from the output size
     dilation: tuple[int, int]
     fill: float
     run: Callable[[Tensor], Tensor]
@@ -106,280 +276,440 @@ class _Window:
         return self.dilation[axis] * (self.kernel[axis] - 1)
 
 
-def _window_of(module: nn.Module) -> _Window | None:
-    """The window description of a supported conv/pool module, else None."""
-    kind = type(module)
-    if kind is nn.Conv2d and module.padding_mode == "zeros" and not isinstance(module.padding, str):
-        return _Window(
-            kernel=module.kernel_size,
-            stride=module.stride,
-            padding=module.padding,
-            dilation=module.dilation,
-            fill=0.0,
-            run=lambda crop: F.conv2d(
-                crop, module.weight, module.bias, module.stride, 0, module.dilation, module.groups
-            ),
-        )
-    if kind is nn.MaxPool2d and not module.return_indices:
-        kernel = as_tuple(module.kernel_size, 2, "kernel_size")
-        stride = as_tuple(module.stride or module.kernel_size, 2, "stride")
-        dilation = as_tuple(module.dilation, 2, "dilation")
-        return _Window(
-            kernel=kernel,
-            stride=stride,
-            padding=as_tuple(module.padding, 2, "padding"),
-            dilation=dilation,
-            fill=-math.inf,
-            run=lambda crop: F.max_pool2d(crop, kernel, stride, 0, dilation),
-        )
-    if (
-        kind is nn.AvgPool2d
-        and as_tuple(module.padding, 2, "padding") == (0, 0)
-        and not module.ceil_mode
-        and module.divisor_override is None
-    ):
-        kernel = as_tuple(module.kernel_size, 2, "kernel_size")
-        stride = as_tuple(module.stride or module.kernel_size, 2, "stride")
-        return _Window(kernel, stride, (0, 0), (1, 1), 0.0, lambda crop: F.avg_pool2d(crop, kernel, stride))
+def _arguments(node: Node) -> dict:
+    """The node's arguments by name (functions of ``_PARAMETERS`` only)."""
+    return {**dict(zip(_PARAMETERS[node.function], node.args, strict=False)), **node.kwargs}
+
+
+def _pair(value) -> tuple[int, int] | None:
+    """An int, or a sequence of one or two, as (height, width); None for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, value
+    if isinstance(value, tuple | list) and len(value) in (1, 2) and all(type(v) is int for v in value):
+        return (value[0], value[-1])
     return None
 
 
-def _is_pointwise(node: fx.Node, module: nn.Module | None) -> bool:
-    """Whether the node maps each spatial position on its own (keeps the changed box)."""
-    if node.op == "call_module":
-        if type(module) is nn.BatchNorm2d:
-            return module.running_mean is not None  # eval mode with running statistics
-        return type(module) in _POINTWISE_MODULES
-    if node.op == "call_function":
-        return node.target in _POINTWISE_FUNCTIONS
-    return node.op == "call_method" and node.target in _POINTWISE_METHODS
+def _window_of(node: Node) -> _Window | None:
+    """The window of a ``conv2d``, ``max_pool2d`` or ``avg_pool2d`` node that reads one value (its
+    input), else None."""
+    arguments = _arguments(node)
+    if not isinstance(arguments.get("input"), Value) or len(set(node.inputs)) != 1:
+        return None
+    if node.function == "conv2d":
+        weight, bias = arguments["weight"], arguments.get("bias")
+        stride, dilation = _pair(arguments.get("stride", 1)), _pair(arguments.get("dilation", 1))
+        groups, padding = arguments.get("groups", 1), arguments.get("padding", 0)
+        if weight.dim() != 4 or stride is None or dilation is None:
+            return None
+        kernel = tuple(weight.shape[2:])
+        if padding in ("valid", "same"):  # "same": the smaller half before (PyTorch's choice)
+            padding = tuple(
+                d * (k - 1) // 2 if padding == "same" else 0 for d, k in zip(dilation, kernel, strict=True)
+            )
+        padding = _pair(padding)
+        return (
+            None
+            if padding is None
+            else _Window(
+                kernel,
+                stride,
+                padding,
+                dilation,
+                0.0,
+                lambda x: F.conv2d(x, weight, bias, stride, 0, dilation, groups),
+            )
+        )
+    kernel = _pair(arguments["kernel_size"])
+    stride = _pair(arguments.get("stride") or arguments["kernel_size"])
+    padding = _pair(arguments.get("padding", 0))
+    if None in (kernel, stride, padding):
+        return None
+    if node.function == "max_pool2d":
+        dilation = _pair(arguments.get("dilation", 1))
+        if dilation is None or arguments.get("return_indices", False):
+            return None
+        run = lambda x: F.max_pool2d(x, kernel, stride, 0, dilation)  # noqa: E731
+        return _Window(kernel, stride, padding, dilation, -math.inf, run)
+    include_padding, divisor = arguments.get("count_include_pad", True), arguments.get("divisor_override")
+    if arguments.get("ceil_mode", False) or not (include_padding or padding == (0, 0)):
+        return None  # windows past the end, or padding left out of the mean: another divisor there
+    run = lambda x: F.avg_pool2d(x, kernel, stride, 0, False, True, divisor)  # noqa: E731
+    return _Window(kernel, stride, padding, (1, 1), 0.0, run)
 
 
-def _node_function(gm: fx.GraphModule, node: fx.Node) -> Callable[[Tensor], Tensor]:
-    """The node as a function of its single tensor input (other arguments are constants)."""
+def _constants(node: Node) -> list[Tensor]:
+    """The tensors among the node's arguments that are not values."""
+    found: list[Tensor] = []
 
-    def run(x: Tensor) -> Tensor:
-        args = fx.node.map_arg(node.args, lambda _: x)
-        kwargs = fx.node.map_arg(node.kwargs, lambda _: x)
-        if node.op == "call_module":
-            return gm.get_submodule(node.target)(*args, **kwargs)
-        if node.op == "call_function":
-            return node.target(*args, **kwargs)
-        return getattr(args[0], node.target)(*args[1:], **kwargs)
+    def collect(item):
+        if isinstance(item, Tensor):
+            found.append(item)
+        elif isinstance(item, tuple | list):
+            for element in item:
+                collect(element)
+        elif isinstance(item, dict):
+            for element in item.values():
+                collect(element)
 
-    return run
+    collect((node.args, node.kwargs))
+    return found
+
+
+def _per_channel(tensor: Tensor) -> bool:
+    """Whether ``tensor`` broadcasts against (N, C, H, W) as one number per channel at most."""
+    shape = (1,) * (4 - tensor.dim()) + tuple(tensor.shape)
+    return tensor.dim() <= 4 and shape[0] == shape[2] == shape[3] == 1
+
+
+def _is_pointwise(graph: Graph, node: Node) -> bool:
+    """Whether the node maps each pixel of its one value on its own (keeps the changed box)."""
+    if len(set(node.inputs)) != 1 or graph.shapes[node.outputs[0]] != graph.shapes[node.inputs[0]]:
+        return False
+    if node.function in _TRAINING_ARGUMENT:
+        position, default = _TRAINING_ARGUMENT[node.function]
+        training = node.kwargs.get("training", node.args[position] if len(node.args) > position else default)
+        return training is False
+    if node.function in _ARITHMETIC:
+        return all(_per_channel(tensor) for tensor in _constants(node))
+    return node.function in _POINTWISE
+
+
+def _is_merge(graph: Graph, node: Node) -> bool:
+    """Whether the node combines several values of one size pixel by pixel (a residual sum, a
+    concatenation of channels)."""
+    values = set(node.inputs)
+    out = graph.shapes[node.outputs[0]]
+    if len(values) < 2:
+        return False
+    if node.function in _ARITHMETIC:
+        return all(graph.shapes[v] == out for v in values) and all(map(_per_channel, _constants(node)))
+    if node.function in _CONCATENATIONS:
+        tensors, dim = node.args[0], node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        return (
+            dim in (1, -3)
+            and all(isinstance(item, Value) for item in tensors)
+            and all(graph.shapes[v][2:] == out[2:] for v in values)
+        )
+    return False
 
 
 @dataclass
-class _Assembly:
-    """Where each pixel of a region comes from, for every occluder position: the unoccluded map or the
-    position's box. Both are rows (one per pixel, C columns) of one buffer: the unoccluded map first
-    (``map_pixels`` rows), then the boxes of a batch of ``batch`` positions. ``index`` (positions, Ly, Lx)
-    holds, for each region pixel, its row in that buffer, so one ``index_select`` builds a whole batch of
-    regions (input crops, or output maps with the box pasted in) without a Python loop."""
+class _Read:
+    """How a step gets one value: its patch as it is (``gather`` None: the value's box is the step's;
+    ``clone`` when a later step reads the patch too), or a region gathered from its buffer."""
 
-    index: Tensor
-    map_pixels: int
-    box_pixels: int
-
-    @classmethod
-    def build(cls, region_starts: Tensor, region_size, box_starts: Tensor, box_size, map_size, batch: int):
-        ys = region_starts[:, 0, None] + torch.arange(region_size[0])  # (positions, Ly)
-        xs = region_starts[:, 1, None] + torch.arange(region_size[1])
-        box_ys, box_xs = ys - box_starts[:, 0, None], xs - box_starts[:, 1, None]
-        in_y, in_x = (box_ys >= 0) & (box_ys < box_size[0]), (box_xs >= 0) & (box_xs < box_size[1])
-        from_box = in_y[:, :, None] & in_x[:, None, :]
-        map_pixels = map_size[0] * map_size[1]
-        row_in_batch = torch.arange(len(region_starts))[:, None, None] % batch
-        in_box = (
-            map_pixels + (row_in_batch * box_size[0] + box_ys[:, :, None]) * box_size[1] + box_xs[:, None, :]
-        )
-        in_map = ys[:, :, None] * map_size[1] + xs[:, None, :]
-        return cls(torch.where(from_box, in_box, in_map), map_pixels, box_size[0] * box_size[1])
-
-    def buffer(self, image: Tensor, batch: int) -> Tensor:
-        """The rows of one unoccluded map (1, C, H, W), with room for a batch of boxes after them."""
-        channels = image.shape[1]
-        buffer = image.new_empty(self.map_pixels + batch * self.box_pixels, channels)
-        buffer[: self.map_pixels] = image[0].permute(1, 2, 0).reshape(-1, channels)
-        return buffer
-
-    def gather(self, buffer: Tensor, box: Tensor, positions: slice) -> Tensor:
-        """The regions (B, C, Ly, Lx) of a batch of positions (a slice aligned on the batch size), given
-        each one's box (B, C, h, w). The result is channels-last in memory."""
-        batch, channels, height, width = box.shape
-        end = self.map_pixels + batch * height * width
-        buffer[self.map_pixels : end].view(batch, height, width, channels).copy_(box.permute(0, 2, 3, 1))
-        index = self.index[positions].to(buffer.device)
-        regions = buffer[:end].index_select(0, index.reshape(-1))
-        return regions.view(*index.shape, channels).permute(0, 3, 1, 2)
+    value: int
+    gather: _Assembly | None = None
+    fill: float = 0.0
+    clone: bool = False
 
 
 @dataclass
 class _Step:
-    """One layer of the incremental chain, with its output box for every occluder position."""
+    """One node computed over boxes: its ``reads`` give ``run`` each value it reads."""
 
-    node: fx.Node
-    function: Callable[[Tensor], Tensor]
-    window: _Window | None  # None: a pointwise layer
-    pads: tuple[int, int, int, int]  # F.pad order (left, right, top, bottom), window layers only
-    starts: Tensor  # (positions, 2): top-left corner of each position's output box
-    size: tuple[int, int]  # the output box's height and width, the same for every position
-    crops: _Assembly | None  # window layers: each position's input crop, in padded coordinates
-    paste: _Assembly | None = None  # the output map with the box pasted in, where the caller needs it
+    node: Node
+    name: str
+    output: int
+    reads: list[_Read]
+    run: Callable[[dict[int, Tensor]], Tensor]
+    release: list[int] = field(default_factory=list)  # patches no longer needed after this step
 
 
 @dataclass
 class _Clean:
-    """One image's unoccluded activations, as the steps read them (``_Assembly.buffer``)."""
+    """One image's unoccluded activations, as buffers (``_buffer``) of the values read by regions."""
 
-    inputs: list[Tensor | None]  # window steps: the padded input
-    outputs: list[Tensor | None]  # steps with a ``paste``: the output
+    buffers: dict[int, Tensor]
+
+
+def _call(node: Node, values) -> object:
+    """Call the node's function again, on ``values`` (a dict or list indexed by value)."""
+    return node.func(*fill(node.args, values), **fill(node.kwargs, values))
 
 
 @dataclass
 class IncrementalPlan:
-    """The traced model split into a chain of ``steps`` recomputed over boxes, and a tail run in full."""
+    """The captured model split into ``steps`` computed over each position's box, and a ``tail`` of
+    nodes called again in full on the patched maps."""
 
-    graph_module: fx.GraphModule
+    graph: Graph
     steps: list[_Step]
-    record: fx.Node | None  # the node whose output the caller asked for (``layer``), if any
+    boxes: dict[int, _Box]  # each value of the steps (and the image, 0): its box per position
+    buffered: list[int]  # values read through a region or in full: their unoccluded map is kept
+    pasted: list[int]  # values of the steps the tail (or the caller) reads in full
+    tail: list[Node]
+    layer: int | None  # the value of the layer the caller asked for, if any
     batch: int  # positions per batch: ``run`` takes slices of the positions aligned on it
+    rows: int  # the batch the tail must be given (0: any): a smaller one is padded
 
     @property
     def layer_names(self) -> tuple[str, ...]:
-        """Names of the layers computed incrementally: module paths, or fx node names for functions."""
-        return tuple(str(s.node.target) if s.node.op == "call_module" else s.node.name for s in self.steps)
+        """One name per node computed incrementally: its module, or ``module.function`` when the
+        module is not a leaf (``layer1.0.add_``), or the function alone in the model's own forward."""
+        return tuple(step.name for step in self.steps)
 
     def clean_activations(self, image: Tensor) -> _Clean:
         """The unoccluded activations of one image (1, C, H, W) that ``run`` reuses."""
-        clean, x = _Clean([], []), image
+        values = {0: image}
         for step in self.steps:
-            if step.window is None:
-                clean.inputs.append(None)
-            else:
-                padded = F.pad(x, step.pads, value=step.window.fill)
-                clean.inputs.append(step.crops.buffer(padded, self.batch))
-            x = step.function(x.clone())  # clone: an in-place layer must not change the kept input
-            clean.outputs.append(None if step.paste is None else step.paste.buffer(x, self.batch))
-        return clean
+            # a copy of each input: an in-place function must not change a map another node reads
+            values[step.output] = _call(step.node, {v: values[v].clone() for v in set(step.node.inputs)})
+        return _Clean({v: _buffer(values[v], self.boxes[v], self.batch) for v in self.buffered})
 
     def run(self, clean: _Clean, positions: slice, patch: Tensor):
-        """The model's output for a batch of positions, and ``record``'s output (or None).
+        """The model's output for a batch of positions, and ``layer``'s output (or None).
 
         ``clean`` comes from ``clean_activations``; ``positions`` is a slice of the plan's occluder
         corners starting at a multiple of ``batch``; ``patch`` is each position's occluded input box,
         (B, C, window_h, window_w).
         """
-        recorded = None
-        for index, step in enumerate(self.steps):
-            if step.window is None:
-                patch = step.function(patch)
-            else:
-                patch = step.window.run(step.crops.gather(clean.inputs[index], patch, positions))
-            if step.node is self.record:
-                # clone: the next layer may be an in-place ReLU
-                recorded = self._output_map(index, clean, patch, positions).clone()
-        full = self._output_map(len(self.steps) - 1, clean, patch, positions)
-        logits, in_tail = _run_tail(self.graph_module, self.steps[-1].node, full, self.record)
-        return logits, recorded if recorded is not None else in_tail
+        patches = {0: patch}
+        if 0 in clean.buffers:
+            _write(clean.buffers[0], self.boxes[0], patch)
+        for step in self.steps:
+            given = {}
+            for read in step.reads:
+                if read.gather is not None:
+                    given[read.value] = read.gather.gather(clean.buffers[read.value], positions, read.fill)
+                else:
+                    given[read.value] = patches[read.value].clone() if read.clone else patches[read.value]
+            patches[step.output] = step.run(given)
+            if step.output in clean.buffers:
+                _write(clean.buffers[step.output], self.boxes[step.output], patches[step.output])
+            for value in step.release:
+                del patches[value]
+        values = {
+            v: patches[v]
+            if self.boxes[v].full
+            else _paste(clean.buffers[v], self.boxes[v], len(patch), positions)
+            for v in self.pasted
+        }
+        recorded = values[self.layer].clone() if self.layer in values else None  # the tail may change it
+        return self._run_tail(values, recorded, len(patch))
 
-    def _output_map(self, index: int, clean: _Clean, patch: Tensor, positions: slice) -> Tensor:
-        """Step ``index``'s whole output map per position: the unoccluded map with the box pasted in."""
-        step = self.steps[index]
-        if step.paste is None:  # the box is the whole map
-            return patch
-        return step.paste.gather(clean.outputs[index], patch, positions)
+    def _run_tail(self, values: dict[int, Tensor], recorded: Tensor | None, count: int):
+        """Call the tail's nodes on ``values`` (``count`` positions), padded to ``rows`` positions."""
+        if count < self.rows:
+            values = {
+                v: torch.cat([m, m[-1:].expand(self.rows - count, *m.shape[1:])]) for v, m in values.items()
+            }
+        last_reader = {v: i for i, node in enumerate(self.tail) for v in node.inputs}
+        kept = {self.graph.output, self.layer}
+        for index, node in enumerate(self.tail):
+            result = _call(node, values)
+            made = [
+                t
+                for t in (result if isinstance(result, tuple | list) else (result,))
+                if isinstance(t, Tensor)
+            ]
+            values.update(zip(node.outputs, made, strict=True))
+            if self.layer in node.outputs:
+                recorded = values[self.layer].clone()  # a later in-place function must not change it
+            for value in node.inputs:
+                if last_reader[value] == index and value not in kept and value in values:
+                    del values[value]
+        return values[self.graph.output][:count], None if recorded is None else recorded[:count]
 
 
-class _TailRunner(fx.Interpreter):
-    """Runs the graph after ``cut`` and keeps the output of the node ``record`` if it lies there."""
-
-    def __init__(self, gm: fx.GraphModule, record: fx.Node | None):
-        super().__init__(gm)
-        self.record, self.recorded = record, None
-
-    def run_node(self, n: fx.Node):
-        out = super().run_node(n)
-        if n is self.record:
-            self.recorded = out.clone()  # the next layer may be an in-place ReLU
-        return out
-
-
-def _run_tail(gm: fx.GraphModule, cut: fx.Node, value: Tensor, record: fx.Node | None):
-    env = {}
-    for node in gm.graph.nodes:
-        env[node] = None
-        if node is cut:
-            break
-    env[cut] = value
-    runner = _TailRunner(gm, record)
-    return runner.run(initial_env=env), runner.recorded
-
-
-def _trace(model: nn.Module) -> fx.GraphModule | None:
+@contextmanager
+def _calls(module: nn.Module) -> Iterator[list[bool]]:
+    """Note, for each call of ``module`` in this thread, whether its output is one tensor."""
+    calls: list[bool] = []
+    handle = module.register_forward_hook(
+        this_thread_only(lambda _m, _a, out: calls.append(isinstance(out, Tensor)))
+    )
     try:
-        with FX_TRACING.alone():  # the trace patches nn.Module for every thread
-            return fx.symbolic_trace(model)
-    except Exception:  # any tracing failure means: recompute in full
+        yield calls
+    finally:
+        handle.remove()
+
+
+def _replayable(problems: list[str]):
+    """A ``capture`` record that notes every call reading a value that returns no tensor but data
+    (``item``, ``__bool__``, ``__setitem__``...): the graph would not replay such a pass."""
+
+    def record(node, args, kwargs, run):
+        result = run()
+        items = result if isinstance(result, tuple | list) else (result,)
+        if not any(isinstance(item, Tensor) for item in items) and node.function not in _SHAPE_QUERIES:
+            problems.append(node.function)
+        return result, None
+
+    return record
+
+
+def _capture_for(model: nn.Module, image: Tensor, layer: str | None, rows: int) -> tuple[Graph, int] | None:
+    """The graph to replay batches of up to ``rows`` positions with, and the batch its tail must be
+    given (0: any). Captured on one and on two copies of ``image`` first: if both graphs call the same
+    functions with the same arguments, the graph of one image replays any batch. Otherwise (an
+    ``x.view(x.size(0), -1)``) it is captured again on ``rows`` copies, and smaller batches are padded."""
+    one, two = (_capture(model, image.expand(count, -1, -1, -1).clone(), layer) for count in (1, 2))
+    if one is None or two is None:
         return None
+    if _same_but_batch(one, two):
+        return one, 0
+    graph = _capture(model, image.expand(rows, -1, -1, -1).clone(), layer) if rows > 1 else one
+    return None if graph is None else (graph, rows)
 
 
-def _layer_node(gm: fx.GraphModule, layer: str | None) -> fx.Node | None | bool:
-    """The node whose output is ``layer``'s output; False if the graph cannot tell."""
-    if layer is None:
+def _same_but_batch(one: Graph, two: Graph) -> bool:
+    """Whether graphs captured on one and two images differ only in their values' first axis."""
+    if len(one.nodes) != len(two.nodes) or len(one.shapes) != len(two.shapes) or one.output != two.output:
+        return False
+    for first, second in zip(one.shapes, two.shapes, strict=True):
+        if first[:1] != (1,) or second != (2, *first[1:]):
+            return False
+    return all(
+        (a.function, a.func, a.inputs, a.outputs, a.module)
+        == (b.function, b.func, b.inputs, b.outputs, b.module)
+        and _same_arguments((a.args, a.kwargs), (b.args, b.kwargs))
+        for a, b in zip(one.nodes, two.nodes, strict=True)
+    )
+
+
+def _same_arguments(first, second) -> bool:
+    if isinstance(first, Tensor) or isinstance(second, Tensor):
+        return (
+            isinstance(first, Tensor)
+            and isinstance(second, Tensor)
+            and (first is second or (first.shape == second.shape and torch.equal(first, second)))
+        )
+    if isinstance(first, tuple | list) and isinstance(second, tuple | list):
+        return (
+            type(first) is type(second)
+            and len(first) == len(second)
+            and all(_same_arguments(a, b) for a, b in zip(first, second, strict=True))
+        )
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(_same_arguments(first[k], second[k]) for k in first)
+    return type(first) is type(second) and first == second
+
+
+def _capture(model: nn.Module, images: Tensor, layer: str | None) -> Graph | None:
+    """The model's graph on ``images``, or None if it cannot be replayed (or ``layer`` is not called
+    once with one tensor output)."""
+    problems: list[str] = []
+    with _calls(model.get_submodule(layer or "")) as calls:
+        try:
+            graph = capture(model, images, "", _replayable(problems))
+        except Exception:  # the full recomputation reports what is wrong with the model
+            return None
+    if problems or graph.output is None or (layer and calls != [True]):
         return None
-    calls = [n for n in gm.graph.nodes if n.op == "call_module" and n.target == layer]
-    if calls:
-        return calls[0] if len(calls) == 1 else False  # a module called twice is ambiguous
-    inside = {
-        n for n in gm.graph.nodes if layer in (path for path, _ in n.meta.get("nn_module_stack", {}).values())
-    }
-    leaving = [n for n in inside if any(user not in inside for user in n.users)]
-    return leaving[0] if len(leaving) == 1 else False  # a container's output is the one value leaving it
+    for node in graph.nodes:  # an in-place write or out= into a tensor that is no value: kept across batches
+        if "out" in node.kwargs or (_in_place(node) and not (node.args and isinstance(node.args[0], Value))):
+            return None
+    return graph
 
 
-def _step_for(
-    gm: fx.GraphModule, node: fx.Node, x: Tensor, y: Tensor, previous: tuple[Tensor, tuple], batch: int
-):
-    """The step for one layer given the previous box (starts per position, size), or None."""
-    module = gm.get_submodule(node.target) if node.op == "call_module" else None
-    function = _node_function(gm, node)
-    if _is_pointwise(node, module):
-        return _Step(node, function, None, (0, 0, 0, 0), previous[0], previous[1], None)
-    window = _window_of(module) if module is not None else None
+def _in_place(node: Node) -> bool:
+    return node.function.endswith("_") and not node.function.endswith("__")
+
+
+def _name(graph: Graph, node: Node) -> str:
+    module = graph.modules.get(node.module)
+    if node.module and module is not None and next(module.children(), None) is None:
+        return node.module
+    return f"{node.module}.{node.function}" if node.module else node.function
+
+
+def _window_step(graph: Graph, node: Node, box: _Box, batch: int) -> tuple[_Box, _Read, Callable] | None:
+    window = _window_of(node)
     if window is None:
         return None
-    starts, size, pads = [], [], []
+    value, out_size = node.inputs[0], graph.shapes[node.outputs[0]][2:]
+    firsts, lasts = [], []
     for axis in (0, 1):
-        firsts, lasts = zip(
-            *(
-                affected_outputs(
-                    lo,
-                    lo + previous[1][axis] - 1,
-                    kernel=window.kernel[axis],
-                    stride=window.stride[axis],
-                    padding=window.padding[axis],
-                    dilation=window.dilation[axis],
-                )
-                for lo in previous[0][:, axis].tolist()
-            ),
-            strict=True,
+        first, last = affected_outputs(
+            box.starts[:, axis],
+            box.starts[:, axis] + box.size[axis] - 1,
+            kernel=window.kernel[axis],
+            stride=window.stride[axis],
+            padding=window.padding[axis],
+            dilation=window.dilation[axis],
         )
-        axis_starts, axis_size = box_starts(list(firsts), list(lasts), y.shape[2 + axis])
-        starts.append(axis_starts)
-        size.append(axis_size)
-        stride, before = window.stride[axis], window.padding[axis]
-        needed_end = (y.shape[2 + axis] - 1) * stride - before + window.reach(axis)
-        pads.append((before, max(0, needed_end - (x.shape[2 + axis] - 1))))
-    starts = torch.tensor(list(zip(*starts, strict=True)), dtype=torch.long).reshape(-1, 2)
-    previous_starts = previous[0] + torch.tensor([pads[0][0], pads[1][0]])  # in padded coordinates
-    lengths = [(size[a] - 1) * window.stride[a] + window.reach(a) + 1 for a in (0, 1)]
-    padded_size = (x.shape[2] + sum(pads[0]), x.shape[3] + sum(pads[1]))
-    crops = _Assembly.build(
-        starts * torch.tensor(window.stride), lengths, previous_starts, previous[1], padded_size, batch
+        firsts.append(first)
+        lasts.append(last)
+    out = _Box.covering(firsts, lasts, out_size)
+    ys, xs = (
+        out.starts[:, a, None] * window.stride[a]
+        - window.padding[a]
+        + torch.arange((out.size[a] - 1) * window.stride[a] + window.reach(a) + 1)
+        for a in (0, 1)
     )
-    return _Step(node, function, window, (*pads[1], *pads[0]), starts, tuple(size), crops)
+    read = _Read(value, _Assembly.build(ys, xs, box, batch), window.fill)
+    return out, read, lambda given: window.run(given[value])
+
+
+def _pad_step(graph: Graph, node: Node, box: _Box, batch: int) -> tuple[_Box, _Read, Callable] | None:
+    arguments = _arguments(node)
+    pads, mode = arguments.get("pad"), arguments.get("mode", "constant")
+    if not isinstance(arguments.get("input"), Value) or len(set(node.inputs)) != 1:
+        return None
+    if not isinstance(pads, tuple | list) or len(pads) not in (2, 4) or any(type(p) is not int for p in pads):
+        return None
+    pads = (*pads, 0, 0)[:4]  # (left, right, top, bottom)
+    sources = [
+        padded_sources(box.map_size[0], *pads[2:], mode),
+        padded_sources(box.map_size[1], *pads[:2], mode),
+    ]
+    if sources[0] is None:
+        return None
+    firsts, lasts = [], []
+    for axis, source in enumerate(sources):
+        lo = box.starts[:, axis, None]
+        hits = (source >= lo) & (source < lo + box.size[axis])  # (positions, padded size)
+        first = hits.int().argmax(dim=1)
+        last = len(source) - 1 - hits.flip(1).int().argmax(dim=1)
+        firsts.append(first)
+        lasts.append(torch.where(hits.any(dim=1), last, first))
+    value = node.inputs[0]
+    out = _Box.covering(firsts, lasts, graph.shapes[node.outputs[0]][2:])
+    ys, xs = (source[out.span(axis)] for axis, source in enumerate(sources))
+    read = _Read(value, _Assembly.build(ys, xs, box, batch), float(arguments.get("value") or 0.0))
+    return out, read, lambda given: given[value]
+
+
+def _merge_step(node: Node, boxes: dict[int, _Box], batch: int) -> tuple[_Box, list[_Read], Callable]:
+    values = list(dict.fromkeys(node.inputs))
+    starts = torch.stack([boxes[v].starts for v in values])  # (inputs, positions, 2)
+    ends = torch.stack([boxes[v].starts + torch.tensor(boxes[v].size) - 1 for v in values])
+    firsts, lasts = starts.amin(dim=0), ends.amax(dim=0)
+    out = _Box.covering([firsts[:, 0], firsts[:, 1]], [lasts[:, 0], lasts[:, 1]], boxes[values[0]].map_size)
+    reads = [
+        _Read(v)
+        if boxes[v].same(out)
+        else _Read(v, _Assembly.build(out.span(0), out.span(1), boxes[v], batch))
+        for v in values
+    ]
+    return out, reads, lambda given: _call(node, given)
+
+
+def _step_for(graph: Graph, node: Node, boxes: dict[int, _Box], rows: int, batch: int):
+    """The step computing ``node`` over boxes, with its output's box, or None if it is no such node."""
+    if (
+        len(node.outputs) != 1
+        or len(graph.shapes[node.outputs[0]]) != 4
+        or graph.shapes[node.outputs[0]][0] != rows
+    ):
+        return None
+    found = None
+    if node.function in ("conv2d", "max_pool2d", "avg_pool2d"):
+        found = _window_step(graph, node, boxes[node.inputs[0]], batch)
+        found = found and (found[0], [found[1]], found[2])
+    elif node.function == "pad":
+        found = _pad_step(graph, node, boxes[node.inputs[0]], batch)
+        found = found and (found[0], [found[1]], found[2])
+    elif _is_pointwise(graph, node):
+        found = boxes[node.inputs[0]], [_Read(node.inputs[0])], lambda given: _call(node, given)
+    elif _is_merge(graph, node):
+        found = _merge_step(node, boxes, batch)
+    if found is None:
+        return None
+    box, reads, run = found
+    return box, _Step(node, _name(graph, node), node.outputs[0], reads, run)
 
 
 def plan_incremental(
@@ -388,45 +718,49 @@ def plan_incremental(
     """Split ``model`` for incremental occlusion of images shaped like ``image`` (1, C, H, W).
 
     ``corners`` (positions, 2) are the occluders' top-left corners, run ``batch`` at a time (slices of
-    ``corners`` aligned on ``batch``). Returns None when nothing can be
-    done incrementally (untraceable model, no supported layer first, ``layer`` not found in the graph).
+    ``corners`` aligned on ``batch``). ``layer``: a module whose output the plan also returns. Returns
+    None when nothing can be done incrementally (no supported node reads the image, a forward pass
+    that cannot be replayed, ``layer`` not called exactly once with one tensor output).
     """
-    gm = _trace(model)
-    if gm is None:
+    captured = _capture_for(model, image, layer, min(batch, len(corners)))
+    if captured is None:
         return None
-    record = _layer_node(gm, layer)
-    if record is False:
-        return None
-    nodes = list(gm.graph.nodes)
-    if sum(n.op == "placeholder" for n in nodes) != 1 or nodes[0].op != "placeholder":
-        return None
-    steps, previous_node, x, map_sizes = [], nodes[0], image, {}
-    box = (corners, window)
-    for node in nodes[1:]:
-        if node.op == "output" or node.all_input_nodes != [previous_node] or len(previous_node.users) != 1:
-            break
-        y = _node_function(gm, node)(x.clone())
-        if x.dim() != 4 or y.dim() != 4 or len(y) != 1:
-            break
-        step = _step_for(gm, node, x, y, box, batch)
-        if step is None:
-            break
+    graph, rows = captured
+    boxes = {0: _Box(corners.long(), tuple(window), tuple(image.shape[2:]))}
+    steps, tail = [], []
+    for node in graph.nodes:
+        open_inputs = all(v in boxes and not boxes[v].full for v in node.inputs)
+        found = _step_for(graph, node, boxes, graph.shapes[0][0], batch) if open_inputs else None
+        if found is None:
+            tail.append(node)
+            continue
+        boxes[node.outputs[0]], step = found
         steps.append(step)
-        map_sizes[step.node] = tuple(y.shape[2:])
-        box = (step.starts, step.size)
-        if step.size == tuple(y.shape[2:]):
-            break  # the box covers the whole map: the rest is a full computation anyway
-        previous_node, x = node, y
     if not steps:
         return None
-    for step in steps:
-        if step.node is record or step is steps[-1]:
-            _add_paste(step, map_sizes[step.node], batch)
-    return IncrementalPlan(gm, steps, record, batch)
+    layer_value = graph.module_outputs.get(layer) if layer else None
+    if layer and layer_value is None:
+        return None
+    wanted = [v for node in tail for v in node.inputs] + [graph.output, layer_value]
+    pasted = [v for v in dict.fromkeys(wanted) if v in boxes]
+    gathered = {read.value for step in steps for read in step.reads if read.gather is not None}
+    buffered = [v for v in boxes if v in gathered or (v in pasted and not boxes[v].full)]
+    _plan_patches(steps, {v for v in pasted if boxes[v].full})
+    return IncrementalPlan(graph, steps, boxes, buffered, pasted, tail, layer_value, batch, rows)
 
 
-def _add_paste(step: _Step, map_size: tuple[int, int], batch: int) -> None:
-    """Let ``step`` rebuild its whole output map (unless its box already covers it)."""
-    if step.size != map_size:
-        origin = torch.zeros_like(step.starts)
-        step.paste = _Assembly.build(origin, map_size, step.starts, step.size, map_size, batch)
+def _plan_patches(steps: list[_Step], kept: set[int]) -> None:
+    """Clone a patch for a step that is not its last reader; release patches after their last reader
+    (the values in ``kept`` are read in full after the steps)."""
+    last = {0: -1}
+    for index, step in enumerate(steps):
+        last[step.output] = index
+        for read in step.reads:
+            if read.gather is None:
+                last[read.value] = index
+    for index, step in enumerate(steps):
+        for read in step.reads:
+            read.clone = read.gather is None and last[read.value] > index
+    for value, index in last.items():
+        if value not in kept and index >= 0:
+            steps[index].release.append(value)
