@@ -35,6 +35,8 @@ OPTIONS = ReportOptions(
     layers=("features.0",),
     channels_per_layer=2,
     k=3,
+    evolution_channels=1,
+    evolution_images=10,
     invariance_images=2,
     occlusion_images_per_class=1,
     occlusion_classes=2,
@@ -84,13 +86,17 @@ def folder_report(tmp_path_factory):
     torch.manual_seed(0)
     model = create("zfnet-mini", num_classes=len(CLASSES)).eval()
     out = tmp_path_factory.mktemp("report")
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    torch.save(model.state_dict(), checkpoints / "epoch-001.pt")
     patch = pytest.MonkeyPatch()
     patch.setattr(folder_module, "read_image", counted)
     try:
         study = Study(model, "zfnet-mini", str(root), out / "listed", OPTIONS)
         sizes = {split: len(study.dataset(split)) for split in PER_CLASS}
         decoded_by_listing = sum(decodes.values())
-        build_report(model, out, model_name="zfnet-mini", data=str(root), options=OPTIONS)
+        build_report(
+            model, out, model_name="zfnet-mini", data=str(root), checkpoints=checkpoints, options=OPTIONS
+        )
     finally:
         patch.undo()
     report = json.loads((out / "report.json").read_text())
@@ -106,7 +112,11 @@ def test_listing_the_splits_decodes_nothing(folder_report):
 def test_every_unreadable_file_met_is_listed_with_its_reason_and_sections(folder_report):
     listing, _, _, _, report, out = folder_report
     # by hand: the corrupt file is the first candidate of every sample drawn from its split
-    met_by = {"test": ["invariance", "occlusion", "probes"], "train": ["probes"], "val": ["top9", "sanity"]}
+    met_by = {
+        "test": ["invariance", "occlusion", "probes"],
+        "train": ["evolution", "probes"],
+        "val": ["top9", "sanity"],
+    }
     expected = []
     for split, sections in met_by.items():
         path = listing[split][0]
@@ -143,22 +153,27 @@ def test_each_section_reads_the_next_readable_candidates(folder_report):
         {"split": "test", "used": 6, "listed": sizes["test"]},
     ]
     assert records["top9"] == [{"split": "val", "used": sizes["val"] - 1, "listed": sizes["val"]}]
+    # evolution: the scan of 10 spread training images skips the corrupt one (index 0)
+    assert report["evolution"]["samples"] == [{"split": "train", "used": 9, "listed": sizes["train"]}]
 
 
 def test_the_samples_are_bounded_as_documented(folder_report):
-    """Outside the scanned split, each sample reads its images and the corrupt candidates it meets, and
-    occlusion draws its shown images again; the scanned split is read once by the scan, and again for
-    the top-9's projections and pictures and the sanity checks."""
+    """Outside the scanned split, each sample reads its images and the corrupt candidates it meets,
+    occlusion draws its shown images again and the evolution projects its channels' strongest; the
+    scanned split is read once by the scan, and again for the top-9's projections and pictures and the
+    sanity checks."""
     listing, _, _, decodes, report, _ = folder_report
     o = OPTIONS
     samples = o.invariance_images + o.occlusion_images_per_class * o.occlusion_classes
-    samples += o.probe_train_images + o.probe_test_images
+    samples += o.probe_train_images + o.probe_test_images + o.evolution_images
     outside = [path for split in ("train", "test") for path in listing[split]]
     skipped = [item for item in report["dataset"]["skipped"] if item["split"] != "val"]
     met = sum(len(item["sections"]) for item in skipped)  # each section tries a corrupt file once
     assert sum(1 for path in outside if decodes[path]) <= samples + len(skipped)
     assert len(outside) > 8 * (samples + met)  # the folder is much bigger than the samples
-    assert sum(decodes[path] for path in outside) <= samples + met + o.occlusion_shown
+    # the evolution's scan first checks the model on its first readable image: the corrupt file and the next
+    evolution_again = 2 + o.evolution_channels * len(o.layers)  # and projects each channel's strongest
+    assert sum(decodes[path] for path in outside) <= samples + met + o.occlusion_shown + evolution_again
     # the scan: every file, and first the corrupt one and the next, to find an image to check the model
     scan = len(listing["val"]) + 2
     top9_again = 2 * o.k * o.channels_per_layer * len(o.layers)  # projected, then drawn

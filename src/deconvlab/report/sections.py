@@ -446,8 +446,8 @@ def _pooled(study: Study, split: str, count: int, taps: list[str]):
     indices, logits, pooled = [], [], {tap: [] for tap in taps}
     images = read_first(data, spread_groups(len(data), count), 1, met)
     step = study.options.batch_size * 4
-    with tqdm(total=min(count, len(data)), desc="probe features", disable=not study.options.progress,
-              leave=False) as bar:  # fmt: skip
+    total, quiet = min(count, len(data)), not study.options.progress
+    with tqdm(total=total, desc="probe features", disable=quiet, leave=False) as bar:
         while chunk := list(itertools.islice(images, step)):
             out, features = forward_with_features(
                 study.model,
