@@ -76,6 +76,24 @@ class Branching(nn.Module):
         return self.fc(y.mean(dim=(2, 3)))
 
 
+class Writing(nn.Module):
+    """Writes into a map behind the graph's back: through a slice, or in place through a view."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3)
+        self.fc = nn.Linear(2, 2)
+        self.how = how
+
+    def forward(self, x):
+        y = self.conv1(x)
+        if self.how == "slice":
+            y[:, :, :3] = 0.5
+        else:
+            y[:, 1:].clamp_(max=0.1)
+        return self.fc(self.conv2(y).mean(dim=(2, 3)))
+
+
 class Dense(nn.Module):
     """A DenseNet-like block: each layer's maps are concatenated to its input's, then a transition."""
 
@@ -222,6 +240,17 @@ def test_control_flow_on_shapes_is_replayed_and_on_values_falls_back_to_full_rec
             logits, sums = definition(model, images[n], (3, 3), (2, 2), 0.0, model.conv)
             assert_same(result.logits[n].reshape(-1, 2), logits, rtol=1e-6)
             assert_same(result.activations[n].reshape(-1, 3), sums, rtol=1e-6)
+
+
+@pytest.mark.parametrize("how", ["slice", "view"])
+def test_writes_behind_the_graphs_back_fall_back_to_full_recomputation(how):
+    torch.manual_seed(4)
+    model = Writing(how)
+    images = torch.randn(1, 1, 12, 12)
+    result = occlusion_map(model, images, window=3, stride=3)
+    assert result.incremental_layers == ()
+    logits, _ = definition(model, images[0], (3, 3), (3, 3), 0.0)
+    assert_same(result.logits[0].reshape(-1, 2), logits, rtol=1e-6)
 
 
 def incremental_and_full(model, images, **kwargs):

@@ -54,6 +54,7 @@ import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -62,18 +63,28 @@ from torch import Tensor, nn
 from deconvlab.engine._model import this_thread_only
 from deconvlab.engine.graph import Graph, Node, Value, capture, fill
 
-# functions of one value that map each pixel on its own (batch norm and dropouts only in eval mode)
+# functions of one value that map each pixel on its own
 _POINTWISE = frozenset(
     {
-        *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "prelu", "rrelu"),
+        *("relu", "relu_", "relu6", "hardtanh", "hardtanh_", "leaky_relu", "leaky_relu_", "prelu"),
         *("elu", "elu_", "selu", "selu_", "celu", "celu_", "gelu", "silu", "mish", "softplus", "softsign"),
         *("hardswish", "hardsigmoid", "sigmoid", "sigmoid_", "tanh", "tanh_", "threshold", "threshold_"),
         *("clamp", "clamp_", "clamp_min", "clamp_min_", "clamp_max", "clamp_max_", "clip", "clip_"),
         *("abs", "neg", "exp", "sqrt", "rsqrt", "square", "contiguous", "clone", "detach", "float"),
-        *("batch_norm", "local_response_norm", "dropout", "dropout1d", "dropout2d", "alpha_dropout"),
-        "feature_alpha_dropout",
+        "local_response_norm",
     }
 )
+# pointwise in eval mode only: where their ``training`` argument is, and its default
+_TRAINING_ARGUMENT = {
+    "batch_norm": (5, False),
+    "rrelu": (3, False),
+    "alpha_dropout": (2, False),
+    "feature_alpha_dropout": (2, False),
+    "dropout": (2, True),
+    "dropout1d": (2, True),
+    "dropout2d": (2, True),
+}
+_CHANNEL_VECTORS = frozenset({"batch_norm", "prelu"})  # their tensors are (C,): one number per channel
 # pointwise with numbers or per-channel tensors; of several values of one shape, a merge
 _ARITHMETIC = frozenset(
     {
@@ -83,16 +94,6 @@ _ARITHMETIC = frozenset(
     }
 )
 _CONCATENATIONS = frozenset({"cat", "concat", "concatenate"})
-# where the ``training`` argument is, and its default
-_TRAINING_ARGUMENT = {
-    **{"batch_norm": (5, False), "rrelu": (3, False), "alpha_dropout": (2, False)},
-    **{
-        "feature_alpha_dropout": (2, False),
-        "dropout": (2, True),
-        "dropout1d": (2, True),
-        "dropout2d": (2, True),
-    },
-}
 # calls that read a value and return no tensor, but only its shape or layout (anything else is data)
 _SHAPE_QUERIES = frozenset(
     {
@@ -308,18 +309,12 @@ def _window_of(node: Node) -> _Window | None:
                 d * (k - 1) // 2 if padding == "same" else 0 for d, k in zip(dilation, kernel, strict=True)
             )
         padding = _pair(padding)
-        return (
-            None
-            if padding is None
-            else _Window(
-                kernel,
-                stride,
-                padding,
-                dilation,
-                0.0,
-                lambda x: F.conv2d(x, weight, bias, stride, 0, dilation, groups),
-            )
+        if padding is None:
+            return None
+        run = partial(
+            F.conv2d, weight=weight, bias=bias, stride=stride, padding=0, dilation=dilation, groups=groups
         )
+        return _Window(kernel, stride, padding, dilation, 0.0, run)
     kernel = _pair(arguments["kernel_size"])
     stride = _pair(arguments.get("stride") or arguments["kernel_size"])
     padding = _pair(arguments.get("padding", 0))
@@ -329,12 +324,12 @@ def _window_of(node: Node) -> _Window | None:
         dilation = _pair(arguments.get("dilation", 1))
         if dilation is None or arguments.get("return_indices", False):
             return None
-        run = lambda x: F.max_pool2d(x, kernel, stride, 0, dilation)  # noqa: E731
+        run = partial(F.max_pool2d, kernel_size=kernel, stride=stride, padding=0, dilation=dilation)
         return _Window(kernel, stride, padding, dilation, -math.inf, run)
     include_padding, divisor = arguments.get("count_include_pad", True), arguments.get("divisor_override")
     if arguments.get("ceil_mode", False) or not (include_padding or padding == (0, 0)):
         return None  # windows past the end, or padding left out of the mean: another divisor there
-    run = lambda x: F.avg_pool2d(x, kernel, stride, 0, False, True, divisor)  # noqa: E731
+    run = partial(F.avg_pool2d, kernel_size=kernel, stride=stride, padding=0, divisor_override=divisor)
     return _Window(kernel, stride, padding, (1, 1), 0.0, run)
 
 
@@ -369,10 +364,13 @@ def _is_pointwise(graph: Graph, node: Node) -> bool:
     if node.function in _TRAINING_ARGUMENT:
         position, default = _TRAINING_ARGUMENT[node.function]
         training = node.kwargs.get("training", node.args[position] if len(node.args) > position else default)
-        return training is False
-    if node.function in _ARITHMETIC:
-        return all(_per_channel(tensor) for tensor in _constants(node))
-    return node.function in _POINTWISE
+        if training is not False:
+            return False
+    elif node.function not in _POINTWISE and node.function not in _ARITHMETIC:
+        return False
+    if node.function in _CHANNEL_VECTORS:
+        return all(tensor.dim() <= 1 for tensor in _constants(node))
+    return all(_per_channel(tensor) for tensor in _constants(node))
 
 
 def _is_merge(graph: Graph, node: Node) -> bool:
@@ -385,7 +383,8 @@ def _is_merge(graph: Graph, node: Node) -> bool:
     if node.function in _ARITHMETIC:
         return all(graph.shapes[v] == out for v in values) and all(map(_per_channel, _constants(node)))
     if node.function in _CONCATENATIONS:
-        tensors, dim = node.args[0], node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+        tensors = node.args[0] if node.args else node.kwargs.get("tensors", ())
+        dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
         return (
             dim in (1, -3)
             and all(isinstance(item, Value) for item in tensors)
@@ -507,8 +506,8 @@ class IncrementalPlan:
             values.update(zip(node.outputs, made, strict=True))
             if self.layer in node.outputs:
                 recorded = values[self.layer].clone()  # a later in-place function must not change it
-            for value in node.inputs:
-                if last_reader[value] == index and value not in kept and value in values:
+            for value in (*node.inputs, *node.outputs):  # free what no later node reads
+                if last_reader.get(value, -1) <= index and value not in kept and value in values:
                     del values[value]
         return values[self.graph.output][:count], None if recorded is None else recorded[:count]
 
@@ -528,9 +527,13 @@ def _calls(module: nn.Module) -> Iterator[list[bool]]:
 
 def _replayable(problems: list[str]):
     """A ``capture`` record that notes every call reading a value that returns no tensor but data
-    (``item``, ``__bool__``, ``__setitem__``...): the graph would not replay such a pass."""
+    (``item``, ``__bool__``, ``__setitem__``...), and every in-place call on a view (it changes another
+    value behind the graph's back): the graph would not replay such a pass."""
 
     def record(node, args, kwargs, run):
+        writes = _in_place(node) or kwargs.get("inplace") is True
+        if writes and args and isinstance(args[0], Tensor) and args[0]._is_view():
+            problems.append(node.function)
         result = run()
         items = result if isinstance(result, tuple | list) else (result,)
         if not any(isinstance(item, Tensor) for item in items) and node.function not in _SHAPE_QUERIES:
@@ -545,12 +548,12 @@ def _capture_for(model: nn.Module, image: Tensor, layer: str | None, rows: int) 
     given (0: any). Captured on one and on two copies of ``image`` first: if both graphs call the same
     functions with the same arguments, the graph of one image replays any batch. Otherwise (an
     ``x.view(x.size(0), -1)``) it is captured again on ``rows`` copies, and smaller batches are padded."""
-    one, two = (_capture(model, image.expand(count, -1, -1, -1).clone(), layer) for count in (1, 2))
+    one, two = (_capture(model, image, copies, layer) for copies in (1, 2))
     if one is None or two is None:
         return None
     if _same_but_batch(one, two):
         return one, 0
-    graph = _capture(model, image.expand(rows, -1, -1, -1).clone(), layer) if rows > 1 else one
+    graph = _capture(model, image, rows, layer) if rows > 1 else one
     return None if graph is None else (graph, rows)
 
 
@@ -587,12 +590,14 @@ def _same_arguments(first, second) -> bool:
     return type(first) is type(second) and first == second
 
 
-def _capture(model: nn.Module, images: Tensor, layer: str | None) -> Graph | None:
-    """The model's graph on ``images``, or None if it cannot be replayed (or ``layer`` is not called
-    once with one tensor output)."""
+def _capture(model: nn.Module, image: Tensor, copies: int, layer: str | None) -> Graph | None:
+    """The model's graph on ``copies`` of ``image``, or None if it cannot be replayed (or ``layer`` is
+    not called once with one tensor output). Captured outside inference mode (without gradients), where
+    tensors know whether they are views."""
     problems: list[str] = []
-    with _calls(model.get_submodule(layer or "")) as calls:
+    with _calls(model.get_submodule(layer or "")) as calls, torch.inference_mode(False), torch.no_grad():
         try:
+            images = image.expand(copies, -1, -1, -1).clone()
             graph = capture(model, images, "", _replayable(problems))
         except Exception:  # the full recomputation reports what is wrong with the model
             return None
