@@ -156,48 +156,6 @@ def this_thread_only(hook):
     return guarded
 
 
-class TracingGate:
-    """Forward passes of served models hold it shared; ``torch.fx`` tracing holds it alone.
-
-    ``fx.symbolic_trace`` patches ``nn.Module.__call__`` for every thread while it traces, so a
-    forward pass in another thread meanwhile would be traced too. A waiting tracer goes first.
-    """
-
-    def __init__(self) -> None:
-        self._state = threading.Condition()
-        self._sharing = self._tracers_waiting = 0
-        self._tracing = False
-
-    @contextmanager
-    def shared(self) -> Iterator[None]:
-        with self._state:
-            self._state.wait_for(lambda: not self._tracing and not self._tracers_waiting)
-            self._sharing += 1
-        try:
-            yield
-        finally:
-            with self._state:
-                self._sharing -= 1
-                self._state.notify_all()
-
-    @contextmanager
-    def alone(self) -> Iterator[None]:
-        with self._state:
-            self._tracers_waiting += 1
-            self._state.wait_for(lambda: not self._tracing and not self._sharing)
-            self._tracers_waiting -= 1
-            self._tracing = True
-        try:
-            yield
-        finally:
-            with self._state:
-                self._tracing = False
-                self._state.notify_all()
-
-
-FX_TRACING = TracingGate()
-
-
 @contextmanager
 def stop_at(module: nn.Module, store: list) -> Iterator[None]:
     """Append the module's first output to ``store`` and stop the forward pass there (``LayerReached``)."""

@@ -8,9 +8,8 @@ that need the model get a 503 until then.
 Requests run in two :class:`Lane` s, worker pools with bounded queues: short ones (projections,
 activations, pictures) in the fast lane, long ones (occlusion) one at a time in the slow lane, so a
 long request never holds up a short one. A full lane answers 503 with ``Retry-After`` at once. Calls
-share the model without a lock: every hook the library attaches acts only in the thread that
-attached it, and model calls hold ``FX_TRACING`` shared, so an occlusion's ``torch.fx`` trace (which
-patches ``nn.Module`` for every thread) waits for them and they wait for it.
+share the model without a lock: every hook the library attaches, and the function mode that reads
+an occlusion's graph, acts only in the thread that attached it.
 
 >>> import asyncio
 >>> lane = Lane("demo", workers=1, waiting=0)
@@ -42,7 +41,6 @@ from typing import Any
 import numpy as np
 
 from deconvlab.data import UnreadableImage
-from deconvlab.engine._model import FX_TRACING
 from deconvlab.serve.config import Loaded, ServeConfig
 from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
 from deconvlab.serve.loading import Progress, default_loader
@@ -240,10 +238,8 @@ class Explorer:
 
     @contextmanager
     def model(self) -> Iterator[Session]:
-        """The session, for a block of model calls; an ``fx`` trace waits for the block to end."""
-        session = self.session()
-        with FX_TRACING.shared():
-            yield session
+        """The session, for a block of model calls."""
+        yield self.session()
 
     def optimizer_model(self):
         """The slow lane's own copy of the model, for work whose hooks would meet other requests'
@@ -395,9 +391,7 @@ def build_session(loaded: Loaded, config: ServeConfig, progress: Progress) -> Se
 def scan_units(session: Session, config: ServeConfig, progress: Progress):
     """The top-k scan of every layer over the dataset (the Units page's grids).
 
-    The scan runs on a copy of the model: its hooks must not meet the requests' forward passes, and
-    the requests should not wait for the whole scan (an occlusion's ``torch.fx`` trace does: see
-    ``views.occlusion``).
+    The scan runs on a copy of the model: its hooks must not meet the requests' forward passes.
     """
     import copy
 

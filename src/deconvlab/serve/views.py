@@ -230,8 +230,6 @@ def occlusion(explorer: Explorer, *, image: str, window: int, stride: int) -> di
         fmap = features[0, channel]
         y, xx = divmod(int(fmap.argmax()), fmap.shape[1])
         projection = project(session.model, x, layer, torch.tensor([[0, channel, y, xx]]))[0].numpy()
-    # outside the block: its torch.fx trace waits for the requests' model calls, and for the scan
-    explorer.wait()
     result = occlusion_map(session.model, x, window=window, stride=stride, baseline=0.0, layer=layer)
     probabilities = torch.softmax(result.logits[0].double(), dim=-1)
     prediction = int(logits[0].argmax())
@@ -270,19 +268,17 @@ class OptimizationJob:
     def run(self, explorer: Explorer) -> None:
         import time
 
-        from deconvlab.engine._model import FX_TRACING
         from deconvlab.report.optimized import optimized_images, ratio
 
         self.state, self.began = "running", time.perf_counter()
         try:
-            with FX_TRACING.shared():
-                (found,) = optimized_images(
-                    explorer.optimizer_model(),
-                    self.layer,
-                    [self.channel],
-                    steps=self.total,
-                    progress=lambda done, _: setattr(self, "done", done),
-                )
+            (found,) = optimized_images(
+                explorer.optimizer_model(),
+                self.layer,
+                [self.channel],
+                steps=self.total,
+                progress=lambda done, _: setattr(self, "done", done),
+            )
         except Exception as error:  # shown beside the card; another request starts it again
             self.result, self.state = {"error": f"{type(error).__name__}: {error}"}, "error"
             raise
