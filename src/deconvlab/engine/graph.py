@@ -15,7 +15,7 @@ records the data a mirror step needs (switches, masks) during that same pass, an
 ``receptive_field`` already uses. ``torch.fx.symbolic_trace`` also reads the nine torchvision models
 tried (resnet18/50, vgg11_bn, densenet121, squeezenet1_0, googlenet, inception_v3, mobilenet_v2,
 efficientnet_b0), but it traces without data, so it cannot follow control flow that depends on values,
-and it patches ``nn.Module`` for every thread while it traces (see ``_model.TracingGate``);
+and it patches ``nn.Module`` for every thread while it traces;
 ``torch.export`` functionalises in-place calls and decomposes modules into ATen ops. The whole
 compatibility table has not been measured with either.
 
