@@ -51,6 +51,7 @@ from torch import nn
 
 from deconvlab._io import write_bytes_atomic, write_json_atomic
 from deconvlab.analyses import occlusion_map, topk_scan
+from deconvlab.analyses.occlusion_incremental import why_not_incremental
 from deconvlab.engine import ENGINES, RULES, project, receptive_field, strongest_units
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -369,11 +370,9 @@ class ModelCheck:
         return f"✓ ({count} layer{'s' * (count != 1)})" if incremental else "✓"
 
     def why_not_incremental(self) -> str:
-        try:
-            torch.fx.symbolic_trace(self.model)
-        except Exception as error:
-            return f"torch.fx cannot trace it ({reason(error)[2:]})"
-        return "the traced graph does not start with a chain of convolutions, pools and pointwise layers"
+        with torch.inference_mode():
+            why = why_not_incremental(self.model, self.image, self.layer)
+        return why or "the plan has an incremental part, yet occlusion_map did not use it"
 
     def check_scan(self) -> str:
         generator = torch.Generator().manual_seed(1)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deconvlab.analyses import OcclusionResult, occlusion_map
+from deconvlab.analyses.occlusion_incremental import why_not_incremental
 
 
 def zfnet_like(classes: int = 5) -> nn.Module:
@@ -236,6 +237,8 @@ def test_control_flow_on_shapes_is_replayed_and_on_values_falls_back_to_full_rec
         model = Branching(on_values)
         result = occlusion_map(model, images, window=3, stride=2, layer="conv")
         assert result.incremental_layers == (() if on_values else ("conv", "mul"))
+        reason = why_not_incremental(model, images[:1], "conv")
+        assert reason is None if not on_values else "(__bool__)" in reason
         for n in range(2):
             logits, sums = definition(model, images[n], (3, 3), (2, 2), 0.0, model.conv)
             assert_same(result.logits[n].reshape(-1, 2), logits, rtol=1e-6)
@@ -249,6 +252,7 @@ def test_writes_behind_the_graphs_back_fall_back_to_full_recomputation(how):
     images = torch.randn(1, 1, 12, 12)
     result = occlusion_map(model, images, window=3, stride=3)
     assert result.incremental_layers == ()
+    assert f"({'__setitem__' if how == 'slice' else 'clamp_'})" in why_not_incremental(model, images)
     logits, _ = definition(model, images[0], (3, 3), (3, 3), 0.0)
     assert_same(result.logits[0].reshape(-1, 2), logits, rtol=1e-6)
 

@@ -543,18 +543,20 @@ def _replayable(problems: list[str]):
     return record
 
 
-def _capture_for(model: nn.Module, image: Tensor, layer: str | None, rows: int) -> tuple[Graph, int] | None:
+def _capture_for(model: nn.Module, image: Tensor, layer: str | None, rows: int) -> tuple[Graph, int] | str:
     """The graph to replay batches of up to ``rows`` positions with, and the batch its tail must be
-    given (0: any). Captured on one and on two copies of ``image`` first: if both graphs call the same
-    functions with the same arguments, the graph of one image replays any batch. Otherwise (an
-    ``x.view(x.size(0), -1)``) it is captured again on ``rows`` copies, and smaller batches are padded."""
-    one, two = (_capture(model, image, copies, layer) for copies in (1, 2))
-    if one is None or two is None:
-        return None
+    given (0: any), or why there is none. Captured on one and on two copies of ``image`` first: if both
+    graphs call the same functions with the same arguments, the graph of one image replays any batch.
+    Otherwise (an ``x.view(x.size(0), -1)``) it is captured again on ``rows`` copies, and smaller
+    batches are padded."""
+    one = _capture(model, image, 1, layer)
+    two = _capture(model, image, 2, layer) if isinstance(one, Graph) else one
+    if not isinstance(two, Graph):
+        return two
     if _same_but_batch(one, two):
         return one, 0
     graph = _capture(model, image, rows, layer) if rows > 1 else one
-    return None if graph is None else (graph, rows)
+    return (graph, rows) if isinstance(graph, Graph) else graph
 
 
 def _same_but_batch(one: Graph, two: Graph) -> bool:
@@ -590,22 +592,28 @@ def _same_arguments(first, second) -> bool:
     return type(first) is type(second) and first == second
 
 
-def _capture(model: nn.Module, image: Tensor, copies: int, layer: str | None) -> Graph | None:
-    """The model's graph on ``copies`` of ``image``, or None if it cannot be replayed (or ``layer`` is
-    not called once with one tensor output). Captured outside inference mode (without gradients), where
-    tensors know whether they are views."""
+def _capture(model: nn.Module, image: Tensor, copies: int, layer: str | None) -> Graph | str:
+    """The model's graph on ``copies`` of ``image``, or why it cannot be replayed. Captured outside
+    inference mode (without gradients), where tensors know whether they are views."""
     problems: list[str] = []
     with _calls(model.get_submodule(layer or "")) as calls, torch.inference_mode(False), torch.no_grad():
         try:
             images = image.expand(copies, -1, -1, -1).clone()
             graph = capture(model, images, "", _replayable(problems))
-        except Exception:  # the full recomputation reports what is wrong with the model
-            return None
-    if problems or graph.output is None or (layer and calls != [True]):
-        return None
+        except Exception as error:  # the full recomputation reports what is wrong with the model
+            return f"its forward pass cannot be captured ({type(error).__name__}: {error})"
+    if problems:
+        return (
+            f"its forward pass reads values other than as tensors, or writes behind the graph's back "
+            f"({', '.join(dict.fromkeys(problems))}): the graph cannot be replayed"
+        )
+    if graph.output is None:
+        return "its output is not computed from the image"
+    if layer and calls != [True]:
+        return f"layer {layer!r} is not called once with one tensor output"
     for node in graph.nodes:  # an in-place write or out= into a tensor that is no value: kept across batches
         if "out" in node.kwargs or (_in_place(node) and not (node.args and isinstance(node.args[0], Value))):
-            return None
+            return f"{node.function} writes into a tensor that is not computed from the image"
     return graph
 
 
@@ -724,12 +732,29 @@ def plan_incremental(
 
     ``corners`` (positions, 2) are the occluders' top-left corners, run ``batch`` at a time (slices of
     ``corners`` aligned on ``batch``). ``layer``: a module whose output the plan also returns. Returns
-    None when nothing can be done incrementally (no supported node reads the image, a forward pass
-    that cannot be replayed, ``layer`` not called exactly once with one tensor output).
+    None when nothing can be done incrementally (``why_not_incremental`` says why).
     """
+    plan = _plan(model, image, corners, window, layer, batch)
+    return plan if isinstance(plan, IncrementalPlan) else None
+
+
+def why_not_incremental(model: nn.Module, image: Tensor, layer: str | None = None) -> str | None:
+    """Why ``plan_incremental`` finds nothing to compute incrementally for ``model`` on images shaped
+    like ``image`` (1, C, H, W), or None if it does. A model in eval mode, called in inference mode:
+
+    >>> with torch.inference_mode():
+    ...     why_not_incremental(nn.Sequential(nn.Flatten(), nn.Linear(12, 2)), torch.zeros(1, 3, 2, 2))
+    'the image is first read by flatten (module 0), no convolution, pooling, padding or pointwise function'
+    """
+    plan = _plan(model, image, torch.zeros(1, 2, dtype=torch.long), (1, 1), layer, 1)
+    return None if isinstance(plan, IncrementalPlan) else plan
+
+
+def _plan(model, image, corners, window, layer, batch) -> IncrementalPlan | str:
+    """``plan_incremental``'s plan, or why there is none."""
     captured = _capture_for(model, image, layer, min(batch, len(corners)))
-    if captured is None:
-        return None
+    if isinstance(captured, str):
+        return captured
     graph, rows = captured
     boxes = {0: _Box(corners.long(), tuple(window), tuple(image.shape[2:]))}
     steps, tail = [], []
@@ -742,10 +767,15 @@ def plan_incremental(
         boxes[node.outputs[0]], step = found
         steps.append(step)
     if not steps:
-        return None
+        first = next(node for node in graph.nodes if 0 in node.inputs)
+        where = f"module {first.module}" if first.module else "the model's own forward"
+        return (
+            f"the image is first read by {first.function} ({where}), no convolution, pooling, padding or "
+            "pointwise function"
+        )
     layer_value = graph.module_outputs.get(layer) if layer else None
     if layer and layer_value is None:
-        return None
+        return f"layer {layer!r} does not output a tensor computed from the image"
     wanted = [v for node in tail for v in node.inputs] + [graph.output, layer_value]
     pasted = [v for v in dict.fromkeys(wanted) if v in boxes]
     gathered = {read.value for step in steps for read in step.reads if read.gather is not None}
