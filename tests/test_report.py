@@ -416,3 +416,45 @@ def test_report_on_a_fully_convolutional_residual_net(tmp_path):
         still = model[:4](image).flatten()
         by_hand = [float((model[:4](translate(image, v)).flatten() - still).norm()) for v in sweep["values"]]
     np.testing.assert_allclose(sweep["distances"]["4:input"][0], by_hand, rtol=1e-4, atol=1e-5)
+
+
+def test_top9_of_other_weights_does_not_resume_an_interrupted_scan(tmp_path):
+    """A report stopped inside its top-9 scan leaves the scan's progress behind; run again on the same
+    folder with other weights, the scan starts over (it neither resumes the other model's lists nor
+    refuses to run) and gives what a report in a fresh folder gives."""
+    from torch import nn
+
+    from deconvlab.report.sections import top9_section
+    from deconvlab.report.study import Study
+
+    class Stopped(Exception):
+        pass
+
+    class StopsAt:  # the split, stopping at one image as a killed process would
+        def __init__(self, data, at: int) -> None:
+            self.data, self.at = data, at
+
+        def __len__(self) -> int:
+            return len(self.data)
+
+        def __getitem__(self, index: int):
+            if index == self.at:
+                raise Stopped
+            return self.data[index]
+
+    def net(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Conv2d(3, 4, 5, stride=2), nn.ReLU(), nn.Conv2d(4, 4, 3)).eval()
+        model.input_size = (3, 64, 64)
+        return model
+
+    options = ReportOptions(layers=("2",), channels_per_layer=2, batch_size=8, optimize_steps=0, progress=False)
+    first = Study(net(0), "a", "builtin", tmp_path / "report", options)
+    first._datasets["val"] = StopsAt(first.dataset("val"), at=200)  # after the checkpoint at 160 images
+    with pytest.raises(Stopped):
+        top9_section(first)
+    assert list((tmp_path / "report" / ".stages" / "scan").rglob("*.pt")), "no progress was left behind"
+    again = top9_section(Study(net(1), "b", "builtin", tmp_path / "report", options))
+    fresh = top9_section(Study(net(1), "b", "builtin", tmp_path / "fresh", options))
+    assert again["layers"][0]["channels"] == fresh["layers"][0]["channels"]
+    assert again["images_scanned"] == fresh["images_scanned"] == len(first.dataset("val").data)

@@ -26,6 +26,7 @@ from deconvlab.analyses.probes import fit_linear_probe, pooled_features
 from deconvlab.analyses.sensitivity import occlusion_panels, pointing_game
 from deconvlab.analyses.topgrid import project_dataset_units, project_fast, strongest_channels
 from deconvlab.report import figures as fig
+from deconvlab.report.cache import fingerprint
 from deconvlab.report.study import (
     Study,
     batch,
@@ -39,7 +40,7 @@ from deconvlab.report.study import (
     unreadable_records,
 )
 
-STAGE_SCAN = ".stages/scan"  # the top-k scan's own resumable progress
+STAGE_SCAN = ".stages/scan"  # the top-k scan's own resumable progress, a folder per model, data and options
 
 
 def dataset_section(study: Study) -> dict:
@@ -506,7 +507,7 @@ def top9_section(study: Study) -> dict:
         study.layers,
         k=study.options.k,
         batch_size=study.options.batch_size,
-        out=study.cache.root / STAGE_SCAN,
+        out=study.cache.root / STAGE_SCAN / fingerprint(study.key("top9")),
         resume=True,
         progress=study.options.progress,
         device=_device(study.model),
