@@ -448,7 +448,9 @@ def test_top9_of_other_weights_does_not_resume_an_interrupted_scan(tmp_path):
         model.input_size = (3, 64, 64)
         return model
 
-    options = ReportOptions(layers=("2",), channels_per_layer=2, batch_size=8, optimize_steps=0, progress=False)
+    options = ReportOptions(
+        layers=("2",), channels_per_layer=2, batch_size=8, optimize_steps=0, progress=False
+    )
     first = Study(net(0), "a", "builtin", tmp_path / "report", options)
     first._datasets["val"] = StopsAt(first.dataset("val"), at=200)  # after the checkpoint at 160 images
     with pytest.raises(Stopped):
