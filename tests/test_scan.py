@@ -196,6 +196,30 @@ def test_amp_matches_float32_on_gpu():
         np.testing.assert_allclose(half.layers[name].values, full.layers[name].values, rtol=2e-2, atol=2e-2)
 
 
+def test_bfloat16_autocast_on_the_cpu_matches_float32():
+    # bfloat16 keeps 8 bits of mantissa: each value within a few parts in a hundred of float32's
+    model, dataset = setup()
+    full = topk_scan(model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cpu")
+    brain = topk_scan(
+        model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cpu", amp="bfloat16"
+    )
+    for name in LAYERS:
+        assert brain.layers[name].values.dtype == np.float32
+        np.testing.assert_allclose(brain.layers[name].values, full.layers[name].values, rtol=3e-2, atol=3e-2)
+        assert not np.array_equal(
+            brain.layers[name].values, full.layers[name].values
+        )  # it did run in bfloat16
+
+
+@pytest.mark.parametrize(
+    ("amp", "message"), [(True, "float16 autocast needs a CUDA device"), ("int8", "expected False, True")]
+)
+def test_autocast_that_cannot_run_is_refused(amp, message):
+    model, dataset = setup()
+    with pytest.raises(ValueError, match=message):
+        topk_scan(model, dataset, LAYERS, k=4, batch_size=16, progress=False, device="cpu", amp=amp)
+
+
 def _image_folder(root, count=12, broken=(3, 8)):
     """``count`` random PNG files in root/<a|b>/, the ``broken`` ones not images; their paths in order."""
     rng = np.random.default_rng(0)

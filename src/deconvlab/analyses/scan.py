@@ -83,16 +83,18 @@ def topk_scan(
     progress: bool = True,
     checkpoint_every: int = 20,
     device: str | torch.device | None = None,
-    amp: bool = False,
+    amp: bool | str = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> TopK:
     """Scan ``dataset`` (map-style, items ``(image, label)``) through ``model`` and keep the top ``k``.
 
     ``layers``: module names (default: every Conv2d); each must output (N, C, H, W) maps. ``out``: folder
     for ``topk.json`` and the progress checkpoints. ``device``: default this rank's GPU if CUDA is
-    available, else the CPU; on CUDA the model is moved there in channels_last layout, and ``amp=True``
-    runs it under float16 autocast (amp needs CUDA). ``on_batch(batches_done)`` is called after each
-    batch (and its checkpoint, if due). Images load in ``num_workers`` DataLoader worker processes.
+    available, else the CPU; on CUDA the model is moved there in channels_last layout. ``amp=True`` (or
+    ``"float16"``) runs it under float16 autocast (CUDA only), ``amp="bfloat16"`` under bfloat16
+    autocast (CUDA or CPU); the lists keep float32 values either way. ``on_batch(batches_done)`` is
+    called after each batch (and its checkpoint, if due). Images load in ``num_workers`` DataLoader
+    worker processes.
     """
     layers = list(conv_layer_names(model) if layers is None else layers)
     if isinstance(dataset, TarShards):
@@ -112,7 +114,7 @@ def topk_scan(
     with evaluating(model), torch.inference_mode():
         shapes, last = _inspect(model, first, layers, device)
         batches = _batches_of_rank(len(dataset), batch_size, rank, world)
-        fingerprint = _fingerprint(model, layers, shapes, k, batch_size, len(dataset), world)
+        fingerprint = _fingerprint(model, layers, shapes, k, batch_size, len(dataset), world, amp)
         checkpoint = Path(out) / PROGRESS_DIR / f"rank{rank}-of{world}.pt" if out is not None else None
         done, state = 0, {name: LayerTopK.empty(shapes[name][0], k, shapes[name]) for name in layers}
         skipped: list[tuple[int, str, str]] = []
@@ -175,10 +177,21 @@ def _published(result: TopK, out, checkpoint: Path | None, rank: int) -> TopK:
     return result
 
 
-def _device(device, amp: bool) -> torch.device:
+AUTOCAST = {True: torch.float16, "float16": torch.float16, "bfloat16": torch.bfloat16}  # amp= -> dtype
+
+
+def _device(device, amp: bool | str) -> torch.device:
+    """The scan's device, once ``amp`` is known to run there."""
     device = torch.device(device) if device is not None else default_device()
-    if amp and device.type != "cuda":
-        raise ValueError(f"amp=True: mixed precision needs a CUDA device, and the scan runs on {device}")
+    if not (amp is False or amp is True or amp in ("float16", "bfloat16")):
+        raise ValueError(
+            f"amp={amp!r}: expected False, True or 'float16' (float16 autocast, CUDA only) or 'bfloat16'"
+        )
+    if AUTOCAST.get(amp) is torch.float16 and device.type != "cuda":
+        raise ValueError(
+            f"amp={amp!r}: float16 autocast needs a CUDA device, and the scan runs on {device}; "
+            "amp='bfloat16' runs on the CPU too"
+        )
     return device
 
 
@@ -256,7 +269,8 @@ def _forward(model, images, device, amp, seen) -> None:
     images = images.to(device, non_blocking=True)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+    dtype = AUTOCAST.get(amp) if amp is not False else None
+    with torch.autocast(device.type, dtype=dtype or torch.float16, enabled=dtype is not None):
         try:
             model(images)
         except StopForward:
@@ -285,10 +299,12 @@ def _remove_leftovers(out: Path, checkpoint: Path, rank: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def _fingerprint(model, layers, shapes, k, batch_size, num_images, world) -> str:
+def _fingerprint(model, layers, shapes, k, batch_size, num_images, world, amp=False) -> str:
     """Identifies a scan's settings and weights, so that a checkpoint resumes only the same scan."""
     digest = hashlib.sha256()
     settings = {"layers": layers, "shapes": shapes, "k": k, "batch_size": batch_size, "images": num_images}
+    if amp is not False:  # (a scan without autocast keeps the fingerprint it had before amp was in it)
+        settings["autocast"] = str(AUTOCAST[amp])
     digest.update(json.dumps({**settings, "world": world}, sort_keys=True).encode())
     for name, tensor in sorted(model.state_dict().items()):
         digest.update(name.encode())

@@ -94,7 +94,7 @@ def scan_shards(
     fields = _fields(model, layers, tuple(first.shape))
     with evaluating(model), torch.inference_mode():
         shapes, last = _inspect(model, (first,), layers, device)
-        fingerprint = _fingerprint(model, layers, shapes, k, batch_size, shards.urls, world)
+        fingerprint = _fingerprint(model, layers, shapes, k, batch_size, shards.urls, world, amp)
         checkpoint = Path(out) / PROGRESS_DIR / f"rank{rank}-of{world}.pt" if out is not None else None
         done, completed = _Lists(shapes, k), {}
         if resume:

@@ -42,7 +42,10 @@ def scan(
     num_workers: int = typer.Option(
         min(os.cpu_count() or 1, 8), "--num-workers", help="DataLoader processes decoding images."
     ),
-    amp: bool = typer.Option(False, "--amp", help="float16 autocast (CUDA only)."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision: autocast to --amp-dtype."),
+    amp_dtype: str = typer.Option(
+        "float16", "--amp-dtype", help="float16 (CUDA only) or bfloat16 (CUDA or CPU), with --amp."
+    ),
     export: Path | None = typer.Option(
         None, "--export", help="Folder for each channel's top-k patches, their projections and index.html."
     ),
@@ -74,7 +77,7 @@ def scan(
                 resume=resume,
                 checkpoint_every=checkpoint_every,
                 progress=progress,
-                amp=amp,
+                amp=amp_dtype if amp else False,
             )
             if rank_and_world()[0] == 0:
                 typer.echo(str(out / RESULT_FILE))
