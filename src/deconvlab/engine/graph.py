@@ -9,15 +9,16 @@ identity`` as ``add_``, a DenseNet block as ``cat``. Weights, buffers and consta
 arguments as they are. An in-place call makes a new value of the same tensor, so ``relu_(x)`` reads
 one value and makes another. Nodes come in call order: a topological order.
 
-Why a function mode and not ``torch.fx`` or ``torch.export``: it reads what the forward pass actually
-runs for this input (data-dependent control flow, module reuse, in-place calls as they happen), it
-records the data a mirror step needs (switches, masks) during that same pass, and it is the reader
-``receptive_field`` already uses. ``torch.fx.symbolic_trace`` also reads the nine torchvision models
-tried (resnet18/50, vgg11_bn, densenet121, squeezenet1_0, googlenet, inception_v3, mobilenet_v2,
-efficientnet_b0), but it traces without data, so it cannot follow control flow that depends on values,
-and it patches ``nn.Module`` for every thread while it traces;
-``torch.export`` functionalises in-place calls and decomposes modules into ATen ops. The whole
-compatibility table has not been measured with either.
+Why a function mode and not ``torch.fx`` or ``torch.export``: measured on the compatibility table's 130
+models (``benchmarks/readers.py``, docs/readers.md), this reader and ``torch.export`` read all 130, and
+``torch.fx.symbolic_trace`` 127 (three timm models branch on traced values). But fx traces without data,
+so it cannot follow control flow that depends on values, and it patches ``nn.Module`` for every thread
+while it traces; export takes about 7x as long (median 1.4 s a model against 0.2 s, this reader's
+forward pass included), functionalises in-place calls and decomposes modules into ATen ops (2.5x as many
+nodes), so the mirror's steps and the switches and masks they record in the same pass would have to be
+rebuilt on a second representation. This reader reads what the forward pass actually runs for this input
+(data-dependent control flow, module reuse, in-place calls as they happen), in the functions and modules
+the model's author wrote. Receptive fields, the mirror engine and incremental occlusion all read it.
 
 >>> from torch import nn
 >>> import torch.nn.functional as F
