@@ -79,7 +79,7 @@ def table(rows: list[dict]) -> str:
         "says how each reader is called). deconvlab's graph (`deconvlab.engine.graph`) is the one reader",
         "of receptive fields, the mirror engine and incremental occlusion: it reads as many models as",
         "export, in a seventh of the time, as the functions and modules the model's author wrote, and it",
-        "records what the mirror needs during the same pass (why not fx or export: `deconvlab.engine.graph`).",
+        "records what the mirror needs in the same pass (why not fx or export: `deconvlab.engine.graph`).",
         "Times are one CPU thread's; the graph's include the forward pass it watches.",
         "",
         f"Models: {len(rows)}. Read: "
