@@ -362,15 +362,19 @@ def _is_pointwise(graph: Graph, node: Node) -> bool:
     if len(set(node.inputs)) != 1 or graph.shapes[node.outputs[0]] != graph.shapes[node.inputs[0]]:
         return False
     if node.function in _TRAINING_ARGUMENT:
-        position, default = _TRAINING_ARGUMENT[node.function]
-        training = node.kwargs.get("training", node.args[position] if len(node.args) > position else default)
-        if training is not False:
+        if not _evaluating(node):
             return False
     elif node.function not in _POINTWISE and node.function not in _ARITHMETIC:
         return False
     if node.function in _CHANNEL_VECTORS:
         return all(tensor.dim() <= 1 for tensor in _constants(node))
     return all(_per_channel(tensor) for tensor in _constants(node))
+
+
+def _evaluating(node: Node) -> bool:
+    """Whether a function with a ``training`` argument (``_TRAINING_ARGUMENT``) runs in eval mode."""
+    position, default = _TRAINING_ARGUMENT[node.function]
+    return node.kwargs.get("training", node.args[position] if len(node.args) > position else default) is False
 
 
 def _is_merge(graph: Graph, node: Node) -> bool:
@@ -532,6 +536,8 @@ def _replayable(problems: list[str]):
 
     def record(node, args, kwargs, run):
         writes = _in_place(node) or kwargs.get("inplace") is True
+        if node.function in _TRAINING_ARGUMENT and "dropout" in node.function and _evaluating(node):
+            writes = False  # an in-place dropout in eval mode leaves its input as it is
         if writes and args and isinstance(args[0], Tensor) and args[0]._is_view():
             problems.append(node.function)
         result = run()
