@@ -341,9 +341,10 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
     """``conv_transpose2d`` with padding 0 and no bias: the whole input span of the windows.
 
     Down to a layer with few channels (the pixels), PyTorch's CPU kernel is slow; there, one matrix
-    product gives every window's taps, ``(C_out kh kw, C) @ (C, h w)`` per image (a view of the values in
-    either memory format), and ``F.fold`` (col2im) adds them up where they land: the same sums, faster
-    (ZFNet's conv1: about 2x, resnet's stem: about 2x, one thread).
+    product over every position of every window, ``(M h w, C) @ (C, kh kw C_out)`` (the values are
+    channels last, so no copy; the columns padded to a multiple of 16, which MKL multiplies about 2x
+    faster), followed by col2im as kh * kw strided additions, computes the same sums faster
+    (ZFNet's conv1: about 2.5x).
 
     >>> values, weight = torch.randn(2, 8, 5, 5), torch.randn(8, 3, 7, 7)
     >>> torch.allclose(conv_transpose(values, weight, (2, 2), (1, 1), 1),
@@ -352,13 +353,23 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
     """
     if groups > 1 or weight.shape[1] > FEW_CHANNELS:
         return F.conv_transpose2d(values, weight, None, stride=stride, dilation=dilation, groups=groups)
-    c, c_out, kh, kw = weight.shape
+    m, c, h, w = values.shape
+    c_out, kh, kw = weight.shape[1:]
     span = tuple(
-        (n - 1) * s + d * (k - 1) + 1
-        for n, s, d, k in zip(values.shape[2:], stride, dilation, (kh, kw), strict=True)
+        (n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, (kh, kw), strict=True)
     )
-    columns = weight.reshape(c, c_out * kh * kw).t() @ values.flatten(2)  # (M, C_out kh kw, h w)
-    return F.fold(columns, span, (kh, kw), dilation=dilation, stride=stride)
+    taps = weight.permute(0, 2, 3, 1).reshape(c, kh * kw * c_out)  # columns (ky, kx, c_out)
+    taps = F.pad(taps, (0, -taps.shape[1] % 16))
+    columns = values.permute(0, 2, 3, 1).reshape(m * h * w, c) @ taps  # (M h w, kh kw C_out + pad)
+    columns = columns.view(m, h, w, -1)[..., : kh * kw * c_out].unflatten(-1, (kh, kw, c_out))
+    out = values.new_zeros((m, *span, c_out))
+    (sy, sx), (dy, dx) = stride, dilation
+    for ky in range(kh):
+        for kx in range(kw):  # tap (ky, kx) of window (y, x) lands on (y * sy + ky * dy, x * sx + kx * dx)
+            out[:, ky * dy : ky * dy + (h - 1) * sy + 1 : sy, kx * dx : kx * dx + (w - 1) * sx + 1 : sx] += (
+                columns[:, :, :, ky, kx]
+            )
+    return out.permute(0, 3, 1, 2).contiguous()  # channels first: cheaper to crop and place
 
 
 FEW_CHANNELS = 4  # transposed convolutions to at most this many channels use one matmul + col2im
