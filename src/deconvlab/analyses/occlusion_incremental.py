@@ -42,10 +42,12 @@ Boxes have one size per value for every position (the largest, shifted inwards a
 crops of a batch of positions stack into one tensor and each node runs once per batch.
 
 The tail calls the functions with the Python ints they were captured with: ``x.view(x.size(0), -1)``
-captured on one image would be ``view(1, -1)``. So the graph is captured on as many copies of the image
-as a batch has positions, and a last, smaller batch is padded to that size for the tail. A forward pass
-that reads values other than as tensors (``if x.sum() > 0``, ``x.item()``, assigning into a slice) cannot
-be replayed: ``plan_incremental`` returns None and the caller recomputes it in full.
+captured on one image is ``view(1, -1)``. So the graph is captured on one and on two copies of the
+image; if the two graphs differ other than in their values' first axis, it is captured again on as many
+copies as a batch has positions, and a last, smaller batch is padded to that size for the tail. A
+forward pass that reads values other than as tensors (``if x.sum() > 0``, ``x.item()``) or writes
+behind the graph's back (into a slice, in place through a view) cannot be replayed: ``plan_incremental``
+returns None, the caller recomputes it in full, and ``why_not_incremental`` says why.
 """
 
 from __future__ import annotations
