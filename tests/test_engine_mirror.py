@@ -357,3 +357,27 @@ def test_hooks_act_only_in_the_calling_thread():
         worker.join()
     assert store == []
     torch.testing.assert_close(results[0], expected)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_signals_of_two_branches_add_up_in_place_of_the_dense_sum(seed):
+    # a residual block's two paths reach one value in windows of their own; their sum, placed on the
+    # map, is the sum of each placed on the map, whether one window holds the other (the fast path) or not
+    from deconvlab.engine.mirror import Signal, add_signals, fit_to_map, to_full
+
+    generator = torch.Generator().manual_seed(seed)
+    shape = (3, 2, 9, 9)
+
+    def window(size):
+        origin = torch.randint(-2, 8, (3, 2), generator=generator)
+        values = torch.randn(3, 2, size, size, generator=generator)
+        return fit_to_map(Signal(values, origin, torch.arange(3)), shape[2:])
+
+    outer = window(5)
+    inner_origin = outer.origin + torch.randint(0, 3, (3, 2), generator=generator)
+    inner = fit_to_map(
+        Signal(torch.randn(3, 2, 3, 3, generator=generator), inner_origin, torch.arange(3)), (9, 9)
+    )
+    for a, b in [(outer, inner), (inner, outer), (outer, window(4))]:
+        total = add_signals(a, b, shape)
+        torch.testing.assert_close(to_full(total, (9, 9)), to_full(a, (9, 9)) + to_full(b, (9, 9)))

@@ -173,6 +173,11 @@ def add_signals(a: Signal, b: Signal, shape: tuple[int, ...]) -> Signal:
         a.origin + torch.tensor(size_a, device=low.device), b.origin + torch.tensor(size_b, device=low.device)
     )
     size = (high - low).amax(dim=0).tolist()
+    for outer, inner in ((a, b), (b, a)):  # one window holds the other (a residual block's two paths)
+        if list(outer.values.shape[-2:]) == size and torch.equal(outer.origin, low):
+            total = outer.values.clone()
+            _paste(total, inner.values, inner.origin - low)
+            return Signal(total, low, a.images)
     total = a.values.new_zeros((*a.values.shape[:2], *size))
     for part in (a, b):
         _paste(total, part.values, part.origin - low)
@@ -262,6 +267,11 @@ def fit_to_map(signal: Signal, map_size) -> Signal:
     values, origin = signal.values, signal.origin
     if _oversize(signal, map_size):
         return _shift_inside(signal, map_size)
+    size = torch.tensor(values.shape[-2:], device=origin.device)
+    if bool((origin >= 0).all()) and bool(
+        (origin + size <= torch.tensor(map_size, device=origin.device)).all()
+    ):
+        return signal  # every window inside the map
     _, ys, xs = _window_indices(origin, values.shape[-2:])
     inside = (ys >= 0) & (ys < map_size[0]) & (xs >= 0) & (xs < map_size[1])  # (M, h, w)
     return signal if inside.all() else replace(signal, values=values * inside[:, None])
