@@ -107,7 +107,7 @@ class Dense(nn.Module):
         self.head = nn.Linear(6, 3)
 
     def forward(self, x):
-        x = self.stem(x)
+        x = torch.cat([self.stem(x)], 1)  # a list of one, as torchvision's first dense layers have
         x = torch.cat([x, self.grow1(x)], 1)
         x = torch.cat([x, self.grow2(x)], dim=1)
         return self.head(self.transition(x).amax(dim=(2, 3)))
@@ -295,7 +295,7 @@ def test_incremental_through_concatenations():
             bn.running_var.uniform_(0.5, 2)
     fast = incremental_and_full(model.eval(), torch.randn(2, 3, 24, 20), window=4, stride=3, layer="grow2")
     assert fast.incremental_layers == (
-        ("stem", "grow1.0", "grow1.1", "grow1.2", "cat", "grow2.0", "grow2.1", "grow2.2", "cat")
+        ("stem", "cat", "grow1.0", "grow1.1", "grow1.2", "cat", "grow2.0", "grow2.1", "grow2.2", "cat")
         + ("transition.0", "transition.1")
     )
 

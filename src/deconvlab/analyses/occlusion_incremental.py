@@ -380,13 +380,11 @@ def _evaluating(node: Node) -> bool:
 
 
 def _is_merge(graph: Graph, node: Node) -> bool:
-    """Whether the node combines several values of one size pixel by pixel (a residual sum, a
-    concatenation of channels)."""
+    """Whether the node combines values of one size pixel by pixel (a residual sum of several, a
+    concatenation of channels, of one or more)."""
     values = set(node.inputs)
     out = graph.shapes[node.outputs[0]]
-    if len(values) < 2:
-        return False
-    if node.function in _ARITHMETIC:
+    if node.function in _ARITHMETIC and len(values) > 1:
         return all(graph.shapes[v] == out for v in values) and all(map(_per_channel, _constants(node)))
     if node.function in _CONCATENATIONS:
         tensors = node.args[0] if node.args else node.kwargs.get("tensors", ())
