@@ -185,14 +185,22 @@ def add_signals(a: Signal, b: Signal, shape: tuple[int, ...]) -> Signal:
 
 
 def _paste(out: torch.Tensor, values: torch.Tensor, offset: torch.Tensor) -> None:
-    """``out[i, :, y:y+h, x:x+w] += values[i]`` at each unit's ``offset`` (y, x) (one slice if shared)."""
+    """``out[i, :, y:y+h, x:x+w] += values[i]`` at each unit's ``offset`` (y, x): one slice if they share
+    it, a slice per unit for a few units (cheaper than indexing every position), else one ``index_put_``."""
     h, w = values.shape[-2:]
     if bool((offset == offset[:1]).all()):
         y, x = offset[0].tolist()
         out[:, :, y : y + h, x : x + w] += values
         return
+    if len(offset) <= FEW_UNITS:
+        for index, (y, x) in enumerate(offset.tolist()):
+            out[index, :, y : y + h, x : x + w] += values[index]
+        return
     rows, ys, xs = _window_indices(offset, (h, w))
     out.permute(0, 2, 3, 1).index_put_((rows, ys, xs), values.permute(0, 2, 3, 1), accumulate=True)
+
+
+FEW_UNITS = 16  # windows pasted one slice at a time, below this many units
 
 
 def seed_signal(output: torch.Tensor, units: torch.Tensor, seed: str) -> Signal:
