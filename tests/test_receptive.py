@@ -194,7 +194,11 @@ def test_fields_after_an_unknown_function_only_where_it_reaches():
     class TwoBranches(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.stem, self.up, self.side = nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 1), nn.Conv2d(2, 2, 3, padding=1)
+            self.stem, self.up, self.side = (
+                nn.Conv2d(1, 2, 3),
+                nn.Conv2d(2, 2, 1),
+                nn.Conv2d(2, 2, 3, padding=1),
+            )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = self.stem(x)
