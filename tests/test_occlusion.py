@@ -78,7 +78,8 @@ class Branching(nn.Module):
 
 
 class Writing(nn.Module):
-    """Writes into a map behind the graph's back: through a slice, or in place through a view."""
+    """Writes into a map behind the graph's back: through a slice, or in place through a view (a method
+    with a trailing ``_``, or a function given ``inplace`` positionally, as ``nn.Hardtanh`` gives it)."""
 
     def __init__(self, how: str):
         super().__init__()
@@ -90,8 +91,10 @@ class Writing(nn.Module):
         y = self.conv1(x)
         if self.how == "slice":
             y[:, :, :3] = 0.5
-        else:
+        elif self.how == "view":
             y[:, 1:].clamp_(max=0.1)
+        else:
+            F.hardtanh(y[:, 1:], -0.1, 0.1, True)
         return self.fc(self.conv2(y).mean(dim=(2, 3)))
 
 
@@ -245,14 +248,16 @@ def test_control_flow_on_shapes_is_replayed_and_on_values_falls_back_to_full_rec
             assert_same(result.activations[n].reshape(-1, 3), sums, rtol=1e-6)
 
 
-@pytest.mark.parametrize("how", ["slice", "view"])
-def test_writes_behind_the_graphs_back_fall_back_to_full_recomputation(how):
+@pytest.mark.parametrize(
+    ("how", "named"), [("slice", "__setitem__"), ("view", "clamp_"), ("positional", "hardtanh")]
+)
+def test_writes_behind_the_graphs_back_fall_back_to_full_recomputation(how, named):
     torch.manual_seed(4)
     model = Writing(how)
     images = torch.randn(1, 1, 12, 12)
     result = occlusion_map(model, images, window=3, stride=3)
     assert result.incremental_layers == ()
-    assert f"({'__setitem__' if how == 'slice' else 'clamp_'})" in why_not_incremental(model, images)
+    assert f"({named})" in why_not_incremental(model, images)
     logits, _ = definition(model, images[0], (3, 3), (3, 3), 0.0)
     assert_same(result.logits[0].reshape(-1, 2), logits, rtol=1e-6)
 
