@@ -271,3 +271,39 @@ if __name__ == "__main__":
     parser.add_argument("--weights", help="its weight file")
     options = parser.parse_args()
     take_screenshots(options.folder, options.model, options.weights)
+
+
+def test_the_units_page_names_the_files_the_scan_could_not_read(tmp_path):
+    """On a folder with a corrupt file, the Units page lists it with the reason the reader gives."""
+    why = chromium_missing()
+    if why:
+        pytest.skip(why)
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    from deconvlab.data import UnreadableImage, read_image
+    from deconvlab.serve import ServeConfig, background_server, create_app
+
+    broken = tmp_path / "train" / "a" / "000-broken.png"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        for i in range(3):
+            path = tmp_path / "train" / name / f"{i + 1:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(path)
+    with pytest.raises(UnreadableImage) as error:
+        read_image(broken)
+    config = ServeConfig(model="zfnet-mini", data=str(tmp_path), split="train", layers=("features.0",))
+    app = create_app(config)
+    with background_server(app) as url, sync_playwright() as playwright:
+        assert app.state.explorer.wait(120)
+        browser = open_browser(playwright)
+        page = browser.new_page()
+        page.goto(url + "#units")
+        page.wait_for_selector(".card img", timeout=120_000)
+        page.wait_for_selector("#units-skipped:not([hidden])")
+        text = page.locator("#units-skipped").text_content()
+        browser.close()
+    assert text == f"Skipped, could not be read (1): {broken}: {error.value.reason}"

@@ -211,6 +211,11 @@ async function loadUnits() {
     card.addEventListener("click", () => selectUnit(channel, card).catch(showError));
     return card;
   }));
+  const skipped = data.skipped || [];
+  $("units-skipped").hidden = !skipped.length;
+  $("units-skipped").textContent = skipped.length
+    ? `Skipped, could not be read (${skipped.length}): ${skipped.map((s) => `${s.path}: ${s.reason}`).join("; ")}`
+    : "";
 }
 
 async function selectUnit(channel, card) {
