@@ -15,7 +15,7 @@ PYTHONPATH=/tmp/site:src python3 benchmarks/gpu.py --out $OUT``.
    channel, float32, on the same GPU. Each side best of ``--repeats``, timed with
    ``torch.cuda.synchronize``. The goal: the ZFNet sweep in under 1 s. The bfloat16 rows' max diff
    against float32 Captum is large (about 0.2 of the largest value with random weights, on the CPU
-   too): bfloat16's rounding moves max-pool switches and ReLU signs, so whole pixels differ; the dtype
+   too): bfloat16's rounding can move max-pool switches and flip ReLU signs, so whole pixels differ; the dtype
    tests (tests/test_engine_dtypes.py) compare each dtype with its own float64 computation instead.
 2. **Scan** (issue 14, item 7): torchvision resnet50 at 224, channels_last, bfloat16 autocast,
    ``topk_scan`` over images held in host memory (every conv layer, k = 9) against a raw forward loop
