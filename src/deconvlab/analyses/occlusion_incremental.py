@@ -64,6 +64,7 @@ from torch import Tensor, nn
 
 from deconvlab.engine._model import this_thread_only
 from deconvlab.engine.graph import Graph, Node, Value, capture, fill
+from deconvlab.engine.receptive import window_of_call
 
 # functions of one value that map each pixel on its own
 _POINTWISE = frozenset(
@@ -284,47 +285,27 @@ def _arguments(node: Node) -> dict:
     return {**dict(zip(_PARAMETERS[node.function], node.args, strict=False)), **node.kwargs}
 
 
-def _pair(value) -> tuple[int, int] | None:
-    """An int, or a sequence of one or two, as (height, width); None for anything else."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value, value
-    if isinstance(value, tuple | list) and len(value) in (1, 2) and all(type(v) is int for v in value):
-        return (value[0], value[-1])
-    return None
-
-
 def _window_of(node: Node) -> _Window | None:
     """The window of a ``conv2d``, ``max_pool2d`` or ``avg_pool2d`` node that reads one value (its
     input), else None."""
     arguments = _arguments(node)
     if not isinstance(arguments.get("input"), Value) or len(set(node.inputs)) != 1:
         return None
-    if node.function == "conv2d":
-        weight, bias = arguments["weight"], arguments.get("bias")
-        stride, dilation = _pair(arguments.get("stride", 1)), _pair(arguments.get("dilation", 1))
-        groups, padding = arguments.get("groups", 1), arguments.get("padding", 0)
-        if weight.dim() != 4 or stride is None or dilation is None:
-            return None
-        kernel = tuple(weight.shape[2:])
-        if padding in ("valid", "same"):  # "same": the smaller half before (PyTorch's choice)
-            padding = tuple(
-                d * (k - 1) // 2 if padding == "same" else 0 for d, k in zip(dilation, kernel, strict=True)
-            )
-        padding = _pair(padding)
-        if padding is None:
-            return None
-        run = partial(
-            F.conv2d, weight=weight, bias=bias, stride=stride, padding=0, dilation=dilation, groups=groups
-        )
-        return _Window(kernel, stride, padding, dilation, 0.0, run)
-    kernel = _pair(arguments["kernel_size"])
-    stride = _pair(arguments.get("stride") or arguments["kernel_size"])
-    padding = _pair(arguments.get("padding", 0))
-    if None in (kernel, stride, padding):
+    if node.function == "conv2d" and arguments["weight"].dim() != 4:
         return None
+    try:
+        kernel, stride, padding, dilation = window_of_call(node.function, node.args, node.kwargs)
+    except ValueError:
+        return None
+    if node.function == "conv2d":
+        bias, groups = arguments.get("bias"), arguments.get("groups", 1)
+        run = partial(
+            F.conv2d, weight=arguments["weight"], bias=bias, stride=stride, padding=0, dilation=dilation,
+            groups=groups,
+        )  # fmt: skip
+        return _Window(kernel, stride, padding, dilation, 0.0, run)
     if node.function == "max_pool2d":
-        dilation = _pair(arguments.get("dilation", 1))
-        if dilation is None or arguments.get("return_indices", False):
+        if arguments.get("return_indices", False):
             return None
         run = partial(F.max_pool2d, kernel_size=kernel, stride=stride, padding=0, dilation=dilation)
         return _Window(kernel, stride, padding, dilation, -math.inf, run)

@@ -269,7 +269,7 @@ def _forward(model, images, device, amp, seen) -> None:
     images = images.to(device, non_blocking=True)
     if device.type == "cuda":
         images = images.contiguous(memory_format=torch.channels_last)
-    dtype = AUTOCAST.get(amp) if amp is not False else None
+    dtype = AUTOCAST.get(amp)  # None without autocast
     with torch.autocast(device.type, dtype=dtype or torch.float16, enabled=dtype is not None):
         try:
             model(images)

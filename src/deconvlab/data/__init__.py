@@ -60,6 +60,7 @@ __all__ = [
     "center_crop",
     "denormalize",
     "input_half_range",
+    "is_shards",
     "load_dataset",
     "normalize",
     "read_image",
@@ -94,7 +95,7 @@ def load_dataset(
         return BuiltinDataset(split or "val", image_size or 64, seed=seed, size=size, mean=mean, std=std)
     if size is not None:
         raise ValueError(f"size={size!r}: only the builtin dataset can be cut, not data={str(spec)!r}")
-    if _is_shards(str(spec)):
+    if is_shards(str(spec)):
         if split is not None:
             raise ValueError(f"split={split!r}: data={str(spec)!r} are tar shards, which have no splits")
         return TarShards(str(spec), image_size=image_size or 224, mean=mean, std=std)
@@ -138,10 +139,10 @@ def _every_split(root: Path, split: str | None, options: dict) -> ImageFiles:
     return ImageFiles(paths, labels, classes, name=str(root), **options)
 
 
-def _is_shards(spec: str) -> bool:
+def is_shards(spec: str) -> bool:
     """A tar file, a brace pattern of them, or a webdataset URL (``pipe:``, ``http://``, ...) of them.
 
-    >>> _is_shards("shards/train-{000000..000003}.tar"), _is_shards("photos/"), _is_shards("list.txt")
+    >>> is_shards("shards/train-{000000..000003}.tar"), is_shards("photos/"), is_shards("list.txt")
     (True, False, False)
     """
     return spec.endswith(".tar") or (".tar" in spec and ("{" in spec or ":" in spec))

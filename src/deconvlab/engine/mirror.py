@@ -73,7 +73,7 @@ from torch import nn
 from deconvlab.engine._model import axes_after
 from deconvlab.engine.autograd import GATES, NORMALISATIONS, OTHER_ACTIVATIONS, RELUS, is_rectifier
 from deconvlab.engine.graph import Graph, Node, Value, capture, fill, reachable
-from deconvlab.engine.receptive import window_parameters
+from deconvlab.engine.receptive import PERMUTATIONS, window_parameters
 from deconvlab.engine.rules import Rule
 
 
@@ -783,10 +783,6 @@ MULTIPLICATIONS = {torch.mul, T.mul, T.mul_, T.__mul__, T.__imul__, T.__rmul__}
 GATE_VIEWS = {
     T.view, T.reshape, torch.reshape, T.expand, T.expand_as, T.unsqueeze, torch.unsqueeze, T.flatten,
 }  # fmt: skip
-PERMUTATIONS = {
-    torch.permute, T.permute, torch.transpose, T.transpose, torch.swapaxes, T.swapaxes, torch.movedim,
-    T.movedim,
-}  # fmt: skip
 NORMS = {F.layer_norm, F.group_norm, F.instance_norm}  # statistics of the image: their exact gradient
 DIVISIONS = {torch.div, T.div, T.div_, T.__truediv__, T.__itruediv__}
 CONCATENATIONS = {torch.cat, torch.concat, torch.concatenate}
@@ -899,7 +895,7 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         return ADD
     if func in CONCATENATIONS and _cat_dim(node) in (1, -3) and isinstance(node.args[0], list | tuple):
         return CAT
-    if func in PERMUTATIONS and axes_after(func, args, kwargs)[0] != 0:
+    if node.function in PERMUTATIONS and axes_after(func, args, kwargs)[0] != 0:
         raise _refused(
             f"{where} calls {node.function}, which moves the batch axis (dim 0) elsewhere; the mirror "
             "carries one unit per row of dim 0, so it cannot follow it; use engine='autograd'"

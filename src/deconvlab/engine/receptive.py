@@ -199,7 +199,7 @@ def _field(graph: Graph, node: Node, fields: list, axes: dict, out_axes: tuple[i
     if name in STATISTICS_OF_THE_MAP or (name == "layer_norm" and _normalises_map(args, kwargs, out_axes)):
         return WHOLE_IMAGE  # normalised by statistics over every position: each unit sees them all
     if name in WINDOW_ARGUMENTS and _reads_first(node):
-        return _through_window(fields[0], _window_of_call(name, args, kwargs))
+        return _through_window(fields[0], window_of_call(name, args, kwargs))
     if name == "pad" and _reads_first(node):  # Conv2d's reflect/replicate padding, crops
         pad = args[1] if len(args) > 1 else kwargs["pad"]
         size, jump, offset = fields[0]
@@ -241,8 +241,13 @@ def _union(fields: list, name: str):
     return tuple(h - lo for h, lo in zip(high, low, strict=True)), jumps.pop(), low
 
 
-def _window_of_call(name: str, args, kwargs):
-    """(kernel, stride, padding-before, dilation), each a (y, x) pair, of a call of a windowed function."""
+def window_of_call(name: str, args, kwargs):
+    """(kernel, stride, padding-before, dilation), each a (y, x) pair, of a call of a windowed function
+    (``WINDOW_ARGUMENTS``; ``args[0]`` its input); a ValueError for arguments that are no such window.
+
+    >>> window_of_call("max_pool2d", (None, 3), {"stride": [2], "padding": 1})
+    ((3, 3), (2, 2), (1, 1), (1, 1))
+    """
     values = dict(zip((n for n, _ in WINDOW_ARGUMENTS[name]), args[1:], strict=False))
     values = {n: kwargs.get(n, values.get(n, default)) for n, default in WINDOW_ARGUMENTS[name]}
     kernel = values["weight"].shape[-2:] if name == "conv2d" else values["kernel_size"]
@@ -256,14 +261,19 @@ def window_parameters(module: nn.Module, input_size: Sequence[int]):
 
 
 def _window(kernel, stride, padding, dilation):
-    kernel = as_tuple(tuple(kernel) if isinstance(kernel, torch.Size) else kernel, 2, "kernel_size")
-    stride = as_tuple(stride if stride not in (None, []) else kernel, 2, "stride")
-    dilation = as_tuple(dilation, 2, "dilation")
+    kernel = _pair(tuple(kernel) if isinstance(kernel, torch.Size) else kernel, "kernel_size")
+    stride = _pair(stride if stride not in (None, []) else kernel, "stride")
+    dilation = _pair(dilation, "dilation")
     if padding == "valid":
         padding = (0, 0)
     elif padding == "same":  # PyTorch pads d(k-1)//2 before, the rest after
         padding = tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True))
-    return kernel, stride, as_tuple(padding, 2, "padding"), dilation
+    return kernel, stride, _pair(padding, "padding"), dilation
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """(y, x) of an int or a sequence of two; a sequence of one stands for both, as PyTorch reads it."""
+    return as_tuple(value[0] if isinstance(value, list | tuple) and len(value) == 1 else value, 2, name)
 
 
 def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:

@@ -24,7 +24,7 @@ from torch import nn
 
 from deconvlab.analyses.features import conv_layers, penultimate_tap, rectified_tap, trunk_output_tap
 from deconvlab.analyses.layers import default_layers
-from deconvlab.data import _is_shards
+from deconvlab.data import is_shards
 from deconvlab.report.cache import StageCache, model_fingerprint
 
 FIGURES = "figures"
@@ -117,7 +117,7 @@ class Study:
                 f"layers={unknown!r} are not conv layers of {self.model_name!r}; choose from {all_convs}"
             )
         self.all_convs, self.layers = all_convs, chosen
-        if _is_shards(self.data):
+        if is_shards(self.data):
             raise ValueError(
                 f"data={self.data!r}: tar shards stream in order, without random access or splits, and "
                 "every section but the top-9 scan reads images by index from the train, val and test "
