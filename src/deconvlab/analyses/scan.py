@@ -49,8 +49,7 @@ from deconvlab._io import write_bytes_atomic
 from deconvlab.analyses.scan_distributed import all_gather, barrier, default_device, rank_and_world
 from deconvlab.analyses.scan_hooks import StopForward, channel_maxima, evaluating
 from deconvlab.analyses.scan_topk import NO_IMAGE, LayerTopK, TopK
-from deconvlab.data.decode import UnreadableImage
-from deconvlab.data.readable import Readable, collate_readable
+from deconvlab.data.readable import Readable, collate_readable, readable_items
 from deconvlab.data.shards import TarShards
 from deconvlab.engine.receptive import ReceptiveField, receptive_fields
 
@@ -231,11 +230,7 @@ def _prepare(model: nn.Module, device: torch.device) -> None:
 
 def _first_readable(dataset):
     """The first item that can be read (an unreadable file is skipped here too), checked."""
-    for index in range(len(dataset)):
-        try:
-            item = dataset[index]
-        except UnreadableImage:
-            continue
+    for index, item in readable_items(dataset, range(len(dataset))):
         if not isinstance(item, (tuple, list)) or not isinstance(item[0], torch.Tensor) or item[0].dim() != 3:
             raise ValueError(
                 f"dataset[{index}]={type(item).__name__}: expected (image tensor (C, H, W), label)"

@@ -27,7 +27,7 @@ from pathlib import Path
 from deconvlab.data.builtin import CLASSES, BuiltinDataset
 from deconvlab.data.decode import UnreadableImage, read_image
 from deconvlab.data.folder import SPLIT_BUCKETS, ImageFiles, ImageFolder, ImageList, folder_listing
-from deconvlab.data.readable import Readable, Unreadable, collate_readable
+from deconvlab.data.readable import Readable, Unreadable, collate_readable, readable_items
 from deconvlab.data.shards import TarShards
 from deconvlab.data.transforms import (
     MEAN,
@@ -64,6 +64,7 @@ __all__ = [
     "load_dataset",
     "normalize",
     "read_image",
+    "readable_items",
     "resize_and_crop",
     "resize_shorter",
     "ten_crop",

@@ -24,6 +24,7 @@ Unreadable(index=1, path='1.png', reason='corrupt')
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 import torch
@@ -79,3 +80,28 @@ def collate_readable(items) -> Batch:
     images = torch.stack([item[0] for _, item, _ in kept])
     labels = torch.utils.data.default_collate([item[1] for _, item, _ in kept])
     return Batch([int(index) for index, _, _ in kept], images, labels, skipped, [size for *_, size in kept])
+
+
+def readable_items(
+    dataset, indices: Iterable[int], unreadable: list | None = None
+) -> Iterator[tuple[int, object]]:
+    """``(index, dataset[index])`` for each of ``indices`` that can be read, in order, read as they are
+    asked for; each unreadable one met is appended to ``unreadable`` as ``(path, reason)``.
+
+    >>> class OddsCorrupt:
+    ...     def __getitem__(self, i):
+    ...         if i % 2:
+    ...             raise UnreadableImage(f"{i}.png", "corrupt")
+    ...         return float(i), 0
+    >>> met = []
+    >>> [i for i, _ in readable_items(OddsCorrupt(), range(1, 5), met)], met
+    ([2, 4], [('1.png', 'corrupt'), ('3.png', 'corrupt')])
+    """
+    for index in indices:
+        try:
+            item = dataset[int(index)]
+        except UnreadableImage as error:
+            if unreadable is not None:
+                unreadable.append((error.path, error.reason))
+            continue
+        yield int(index), item

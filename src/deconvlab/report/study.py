@@ -13,6 +13,7 @@ next candidate and recorded; the report lists every one it met (``dataset.skippe
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from torch import nn
 
 from deconvlab.analyses.features import conv_layers, penultimate_tap, rectified_tap, trunk_output_tap
 from deconvlab.analyses.layers import default_layers
-from deconvlab.data import is_shards
+from deconvlab.data import is_shards, readable_items
 from deconvlab.report.cache import StageCache, model_fingerprint
 
 FIGURES = "figures"
@@ -226,20 +227,9 @@ def read_first(
     >>> [i for i, _ in read_first(OddsCorrupt(), [range(0, 4), range(5, 9)], 1, met)], met
     ([0, 6], [('5.png', 'corrupt')])
     """
-    from deconvlab.data import UnreadableImage
-
     for group in groups:
-        taken = 0
-        for index in group:
-            if taken == per_group:
-                break
-            try:
-                image = dataset[int(index)][0]
-            except UnreadableImage as error:
-                unreadable.append((error.path, error.reason))
-                continue
-            taken += 1
-            yield int(index), image
+        for index, item in itertools.islice(readable_items(dataset, group, unreadable), per_group):
+            yield index, item[0]
 
 
 def unreadable_records(split: str, met: Iterable[tuple[str, str]]) -> list[dict]:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from deconvlab.data import UnreadableImage
+from deconvlab.data import UnreadableImage, readable_items
 from deconvlab.serve.config import Loaded, ServeConfig
 from deconvlab.serve.images import SAMPLES, decode_upload, model_view, sample_image
 from deconvlab.serve.loading import Progress, default_loader
@@ -363,11 +363,8 @@ def first_of_each_class(dataset, limit: int = 500) -> list[int]:
 
 def first_readable(dataset):
     """The first image (C, H, W) of ``dataset`` that can be read (an unreadable file is passed over)."""
-    for index in range(len(dataset)):
-        try:
-            return dataset[index][0]
-        except UnreadableImage:
-            continue
+    for _, item in readable_items(dataset, range(len(dataset))):
+        return item[0]
     raise ValueError(f"dataset: none of its {len(dataset)} images can be read")
 
 
