@@ -381,3 +381,21 @@ def test_signals_of_two_branches_add_up_in_place_of_the_dense_sum(seed):
     for a, b in [(outer, inner), (inner, outer), (outer, window(4))]:
         total = add_signals(a, b, shape)
         torch.testing.assert_close(to_full(total, (9, 9)), to_full(a, (9, 9)) + to_full(b, (9, 9)))
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, dilation",
+    [((7, 7), (2, 2), (1, 1)), ((11, 11), (4, 4), (1, 1)), ((5, 3), (3, 2), (1, 1)), ((2, 2), (3, 3), (1, 1)),
+     ((3, 3), (1, 1), (1, 1)), ((3, 3), (2, 2), (2, 2))],
+)  # fmt: skip
+def test_pixel_layer_transposed_convolution_equals_pytorchs(kernel, stride, dilation):
+    # down to few channels the mirror computes conv_transpose2d its own way (sub-pixel phases with a
+    # stride, a matrix product and col2im without): the same sums as PyTorch's kernel, in float64,
+    # on channels-last values as unpooling leaves them; a stride larger than the kernel leaves gaps
+    from deconvlab.engine.mirror import conv_transpose
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 5, 6, 16, generator=generator, dtype=torch.float64).permute(0, 3, 1, 2)
+    weight = torch.randn(16, 3, *kernel, generator=generator, dtype=torch.float64)
+    expected = F.conv_transpose2d(values, weight, stride=stride, dilation=dilation)
+    torch.testing.assert_close(conv_transpose(values, weight, stride, dilation, 1), expected)
