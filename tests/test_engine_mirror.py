@@ -399,3 +399,19 @@ def test_pixel_layer_transposed_convolution_equals_pytorchs(kernel, stride, dila
     weight = torch.randn(16, 3, *kernel, generator=generator, dtype=torch.float64)
     expected = F.conv_transpose2d(values, weight, stride=stride, dilation=dilation)
     torch.testing.assert_close(conv_transpose(values, weight, stride, dilation, 1), expected)
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1)])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_pointwise_transposed_convolution_equals_pytorchs(stride, layout):
+    # a 1x1 kernel (ResNet's bottlenecks and downsampling) is one matrix product, spread by the stride,
+    # on either layout of the values (windows cut out by gather_windows are channels last)
+    from deconvlab.engine.mirror import conv_transpose
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(2, 24, 5, 7, generator=generator, dtype=torch.float64)
+    if layout == "channels_last":
+        values = values.contiguous(memory_format=torch.channels_last)
+    weight = torch.randn(24, 40, 1, 1, generator=generator, dtype=torch.float64)
+    expected = F.conv_transpose2d(values, weight, stride=stride)
+    torch.testing.assert_close(conv_transpose(values, weight, stride, (1, 1), 1), expected)

@@ -371,6 +371,8 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
     ...                F.conv_transpose2d(values, weight, stride=2), atol=1e-4)
     True
     """
+    if groups == 1 and weight.shape[-2:] == (1, 1):
+        return _pointwise(values, weight, stride)
     if groups > 1 or weight.shape[1] > FEW_CHANNELS:
         return F.conv_transpose2d(values, weight, None, stride=stride, dilation=dilation, groups=groups)
     if tuple(stride) != (1, 1) and tuple(dilation) == (1, 1):
@@ -392,6 +394,29 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
                 columns[:, :, :, ky, kx]
             )
     return out.permute(0, 3, 1, 2).contiguous()  # channels first: cheaper to crop and place
+
+
+def _pointwise(values: torch.Tensor, weight: torch.Tensor, stride) -> torch.Tensor:
+    """``conv_transpose2d`` with a 1x1 kernel: one matrix product over the channels, spread ``stride``
+    apart. (PyTorch's CPU kernel for it, below 16 images on one thread, runs at a fraction of the
+    matrix product's speed: 8 against 35 GMAC/s on ResNet-50's ``layer1.0.conv1``.)
+
+    >>> values, weight = torch.randn(2, 8, 4, 3), torch.randn(8, 5, 1, 1)
+    >>> torch.allclose(_pointwise(values, weight, (2, 1)),
+    ...                F.conv_transpose2d(values, weight, stride=(2, 1)), atol=1e-5)
+    True
+    """
+    (m, c, h, w), (sy, sx) = values.shape, stride
+    taps = weight.flatten(1)  # (C, C_out)
+    if values.is_contiguous() or not values.is_contiguous(memory_format=torch.channels_last):
+        out = torch.matmul(taps.T, values.flatten(2)).view(m, -1, h, w)  # (C_out, C) @ (M, C, h w)
+    else:  # channels last (windows cut out by gather_windows): (M h w, C) @ (C, C_out), no copy
+        out = (values.permute(0, 2, 3, 1).reshape(-1, c) @ taps).view(m, h, w, -1).permute(0, 3, 1, 2)
+    if (sy, sx) == (1, 1):
+        return out
+    spread = out.new_zeros((m, out.shape[1], (h - 1) * sy + 1, (w - 1) * sx + 1))
+    spread[:, :, ::sy, ::sx] = out
+    return spread
 
 
 def _sub_pixel(values: torch.Tensor, weight: torch.Tensor, stride) -> torch.Tensor:
