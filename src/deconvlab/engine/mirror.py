@@ -358,8 +358,8 @@ def _reverse_conv(node: Node, signal: Signal, graph: Graph) -> Signal:
 def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation, groups: int) -> torch.Tensor:
     """``conv_transpose2d`` with padding 0 and no bias: the whole input span of the windows.
 
-    Down to a layer with few channels (the pixels), PyTorch's CPU kernel is slow; there the same sums
-    are computed another way. With a stride (ZFNet's, AlexNet's, ResNet's first layer): as the
+    A 1x1 kernel is one matrix product (``_pointwise``). Down to a layer with few channels (the
+    pixels), PyTorch's CPU kernel is slow; there the same sums are computed another way. With a stride (ZFNet's, AlexNet's, ResNet's first layer): as the
     *sub-pixel* convolution (Shi et al. 2016), an ordinary convolution to ``sy * sx`` output phases,
     interleaved (2-2.7x faster than the kernel below on those layers). Without one: one matrix product
     over every position of every window, ``(M h w, C) @ (C, kh kw C_out)`` (the values are channels last,
