@@ -359,12 +359,13 @@ def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation,
     """``conv_transpose2d`` with padding 0 and no bias: the whole input span of the windows.
 
     A 1x1 kernel is one matrix product (``_pointwise``). Down to a layer with few channels (the
-    pixels), PyTorch's CPU kernel is slow; there the same sums are computed another way. With a stride (ZFNet's, AlexNet's, ResNet's first layer): as the
-    *sub-pixel* convolution (Shi et al. 2016), an ordinary convolution to ``sy * sx`` output phases,
-    interleaved (2-2.7x faster than the kernel below on those layers). Without one: one matrix product
-    over every position of every window, ``(M h w, C) @ (C, kh kw C_out)`` (the values are channels last,
-    so no copy; the columns padded to a multiple of 16, which MKL multiplies about 2x faster), followed
-    by col2im as kh * kw strided additions (faster than both on VGG's first layer).
+    pixels), PyTorch's CPU kernel is slow; there the same sums are computed another way. With a stride
+    (ZFNet's, AlexNet's, ResNet's first layer): as the *sub-pixel* convolution (Shi et al. 2016), an
+    ordinary convolution to ``sy * sx`` output phases, interleaved (2-2.7x faster than the kernel below
+    on those layers). Without one: one matrix product over every position of every window,
+    ``(M h w, C) @ (C, kh kw C_out)`` (the values are channels last, so no copy; the columns padded to a
+    multiple of 16, which MKL multiplies about 2x faster), followed by col2im as kh * kw strided
+    additions (faster than both on VGG's first layer).
 
     >>> values, weight = torch.randn(2, 8, 5, 5), torch.randn(8, 3, 7, 7)
     >>> torch.allclose(conv_transpose(values, weight, (2, 2), (1, 1), 1),
