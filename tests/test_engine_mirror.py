@@ -415,3 +415,40 @@ def test_pointwise_transposed_convolution_equals_pytorchs(stride, layout):
     weight = torch.randn(24, 40, 1, 1, generator=generator, dtype=torch.float64)
     expected = F.conv_transpose2d(values, weight, stride=stride)
     torch.testing.assert_close(conv_transpose(values, weight, stride, (1, 1), 1), expected)
+
+
+class Decoder(nn.Module):
+    """Transposed convolutions with a stride, padding, output padding, dilation and groups, between ReLUs
+    and a pool."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Conv2d(3, 8, 3, stride=2),
+            nn.ReLU(),
+            nn.ConvTranspose2d(8, 6, 3, stride=2, padding=1, output_padding=1),
+            nn.ReLU(),
+            nn.ConvTranspose2d(6, 4, (3, 2), stride=(1, 2), padding=(2, 0), dilation=2, groups=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.ConvTranspose2d(4, 5, 4, stride=3),
+            nn.ReLU(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("layer", ["layers.3", "layers.5", "layers.8"])
+def test_transposed_convolutions_are_mirrored_in_windows_as_autograd_computes_them(rule, layer):
+    # a ConvTranspose2d's mirror is the convolution with its weight, carried in windows: every rule as the
+    # autograd engine computes it, units near the borders and inside
+    torch.manual_seed(11)
+    model = Decoder()
+    images = torch.randn(2, 3, 17, 15, generator=torch.Generator().manual_seed(12))
+    units = strongest_units(model, images, layer)
+    mirror = project(model, images, layer, units, rule=rule, engine="mirror", chunk_size=7)
+    autograd = project(model, images, layer, units, rule=rule, engine="autograd")
+    assert mirror.abs().max() > 0
+    torch.testing.assert_close(mirror, autograd, rtol=1e-4, atol=1e-5 * float(autograd.abs().max()))

@@ -10,6 +10,7 @@ forward call (module or function)       mirror step
 =====================================  =============================================================
 conv2d (any stride, padding, dilation,  conv_transpose2d with the same weight, **no bias**
 groups: depthwise too)
+conv_transpose2d (``ConvTranspose2d``)  conv2d with the same weight, stride and dilation, no bias
 linear                                  ``R @ W`` (W^T applied), no bias
 relu (``nn.ReLU``, ``F.relu``,          the rule (deconvnet ``max(R, 0)``, guided, gradient)
 ``relu_``, ``Tensor.relu``)
@@ -35,7 +36,7 @@ softmax, einsum, a product of two       the forward pass, under every rule, as t
 values that is no gate, anything else   computes it
 adaptive_avg_pool2d, mean, sum,         their vector-Jacobian product (exact: they are linear in the
 permute, transpose, chunk, interpolate, signal), on whole maps
-conv_transpose2d, other paddings, ...
+other paddings, ...
 local_response_norm                     identity under deconvnet and guided: the original deconvnet
                                         does not invert contrast normalisation (nor does Mahendran &
                                         Vedaldi's code); its true gradient under "gradient"
@@ -353,6 +354,34 @@ def _reverse_conv(node: Node, signal: Signal, graph: Graph) -> Signal:
     values = conv_transpose(signal.values, weight, stride, dilation, args["groups"])
     origin = _origin_below(signal.origin, stride, padding)
     return fit_to_map(replace(signal, values=values, origin=origin), _map_size(graph.shapes[node.inputs[0]]))
+
+
+CONV_TRANSPOSE = ("weight", "bias", "stride", "padding", "output_padding", "groups", "dilation")
+
+
+@_single
+def _reverse_conv_transpose(node: Node, signal: Signal, graph: Graph) -> Signal:
+    """A transposed convolution's mirror is the convolution with its weight, in windows.
+
+    Input position ``i`` sent ``x[i] W[k]`` to output ``i s - p + k d``, so it gathers the window's
+    signal from there: the inputs whose taps reach the window, ``floor((o + p - d (K - 1)) / s)`` on,
+    one more than the window needs at most (a zero); their taps' span, cut out of each unit's window
+    (zero around it), convolved with ``W`` at stride ``s`` and dilation ``d``.
+    """
+    args = _arguments(node, CONV_TRANSPOSE, {"stride": 1, "padding": 0, "groups": 1, "dilation": 1})
+    weight = args["weight"]
+    window = SimpleNamespace(kernel_size=tuple(weight.shape[-2:]), **{k: args[k] for k in CONV[2:5]})
+    kernel, stride, padding, dilation = window_parameters(window, None)
+    values, origin = signal.values, signal.origin
+    reach = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]  # one input's taps span reach + 1
+    counts = [(n - 1 + r) // st + 2 for n, r, st in zip(values.shape[-2:], reach, stride, strict=True)]
+    strides, pads, reaches = (torch.tensor(pair, device=origin.device) for pair in (stride, padding, reach))
+    first = torch.div(origin + pads - reaches, strides, rounding_mode="floor")  # (M, 2) input positions
+    start = first * strides - pads  # where the first input's first tap lands
+    span = [(n - 1) * st + r + 1 for n, st, r in zip(counts, stride, reach, strict=True)]
+    taps = gather_windows(values, torch.arange(len(values), device=values.device), start - origin, span)
+    below = F.conv2d(taps, weight, None, stride, 0, dilation, args["groups"])
+    return fit_to_map(Signal(below, first, signal.images), _map_size(graph.shapes[node.inputs[0]]))
 
 
 def conv_transpose(values: torch.Tensor, weight: torch.Tensor, stride, dilation, groups: int) -> torch.Tensor:
@@ -859,6 +888,7 @@ LINEAR_MAPS = {
 }  # fmt: skip
 
 CONVOLUTION = Step(_reverse_conv)
+CONVOLUTION_TRANSPOSED = Step(_reverse_conv_transpose)
 MAX_POOL = Step(_reverse_max_pool, before=_record_switches)
 AVG_POOL_STEP = Step(_reverse_avg_pool)
 RELU = Step(_reverse_relu, record=_record_output_positive)
@@ -915,6 +945,8 @@ def _step_for(node: Node, args: tuple, kwargs: dict, rule: Rule, allow_vjp: bool
         )  # fmt: skip
     if func is torch.conv2d and values_read == 1 and isinstance(node.args[0], Value):
         return CONVOLUTION
+    if func is F.conv_transpose2d and values_read == 1 and isinstance(node.args[0], Value):
+        return CONVOLUTION_TRANSPOSED
     if func in (F.max_pool2d, F.adaptive_max_pool2d) and values_read == 1:
         return MAX_POOL
     if func is F.batch_norm and values_read == 1:
