@@ -253,8 +253,12 @@ def place(signal: Signal, out: torch.Tensor) -> None:
             out[index, :, y0:y1, x0:x1] = values[index, :, y0 - y : y1 - y, x0 - x : x1 - x]
 
 
-def gather_windows(maps: torch.Tensor, images: torch.Tensor, origin: torch.Tensor, size) -> torch.Tensor:
-    """Windows (M, C, h, w) of ``maps`` (N, C, H, W) at ``origin`` in image ``images``; zero outside.
+def gather_windows(
+    maps: torch.Tensor, images: torch.Tensor, origin: torch.Tensor, size, zero_outside: bool = True
+) -> torch.Tensor:
+    """Windows (M, C, h, w) of ``maps`` (N, C, H, W) at ``origin`` in image ``images``; zero outside, or
+    with ``zero_outside=False`` the nearest position's value: enough for a record of the forward pass
+    (switches, masks, gates) read under a signal, which is zero outside the map (``fit_to_map``).
 
     >>> maps = torch.arange(9.0).view(1, 1, 3, 3)
     >>> gather_windows(maps, torch.tensor([0]), torch.tensor([[-1, 1]]), (2, 2))[0, 0].tolist()
@@ -263,6 +267,8 @@ def gather_windows(maps: torch.Tensor, images: torch.Tensor, origin: torch.Tenso
     height, width = maps.shape[-2:]
     rows, ys, xs = _window_indices(origin, size)
     picked = maps[images[rows], :, ys.clamp(0, height - 1), xs.clamp(0, width - 1)].permute(0, 3, 1, 2)
+    if not zero_outside:
+        return picked
     inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)  # (M, h, w)
     return picked if inside.all() else picked.masked_fill(~inside[:, None], 0)
 
@@ -535,7 +541,7 @@ def _reverse_max_pool(node: Node, signal: Signal, graph: Graph) -> Signal:
     span = tuple(
         (n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel, strict=True)
     )
-    offsets = gather_windows(switches, signal.images, origin, (h, w)).int()  # outside the map: 0
+    offsets = gather_windows(switches, signal.images, origin, (h, w), zero_outside=False).int()
     starts = (
         torch.arange(h, device=device, dtype=torch.int32)[:, None] * (stride[0] * span[1])
         + torch.arange(w, device=device, dtype=torch.int32) * stride[1]
@@ -598,7 +604,9 @@ def _reverse_relu(node: Node, signal: Signal, graph: Graph) -> Signal:
     elif signal.origin is None:
         positive = positive[signal.images]
     else:
-        positive = gather_windows(positive, signal.images, signal.origin, signal.values.shape[-2:])
+        positive = gather_windows(
+            positive, signal.images, signal.origin, signal.values.shape[-2:], zero_outside=False
+        )
     return replace(signal, values=node.data[0].rule.backward(positive, signal.values))
 
 
