@@ -376,14 +376,16 @@ def _reverse_conv_transpose(node: Node, signal: Signal, graph: Graph) -> Signal:
     """
     args = _arguments(node, CONV_TRANSPOSE, {"stride": 1, "padding": 0, "groups": 1, "dilation": 1})
     weight = args["weight"]
-    window = SimpleNamespace(kernel_size=tuple(weight.shape[-2:]), **{k: args[k] for k in CONV[2:5]})
+    window = SimpleNamespace(
+        kernel_size=tuple(weight.shape[-2:]), **{k: args[k] for k in ("stride", "padding", "dilation")}
+    )
     kernel, stride, padding, dilation = window_parameters(window, None)
     values, origin = signal.values, signal.origin
     reach = [d * (k - 1) for d, k in zip(dilation, kernel, strict=True)]  # one input's taps span reach + 1
     counts = [(n - 1 + r) // st + 2 for n, r, st in zip(values.shape[-2:], reach, stride, strict=True)]
-    strides, pads, reaches = (torch.tensor(pair, device=origin.device) for pair in (stride, padding, reach))
-    first = torch.div(origin + pads - reaches, strides, rounding_mode="floor")  # (M, 2) input positions
-    start = first * strides - pads  # where the first input's first tap lands
+    lowest = origin + torch.tensor(padding, device=origin.device) - torch.tensor(reach, device=origin.device)
+    first = torch.div(lowest, torch.tensor(stride, device=origin.device), rounding_mode="floor")  # (M, 2)
+    start = _origin_below(first, stride, padding)  # where the first input's first tap lands
     span = [(n - 1) * st + r + 1 for n, st, r in zip(counts, stride, reach, strict=True)]
     taps = gather_windows(values, torch.arange(len(values), device=values.device), start - origin, span)
     below = F.conv2d(taps, weight, None, stride, 0, dilation, args["groups"])
@@ -541,6 +543,7 @@ def _reverse_max_pool(node: Node, signal: Signal, graph: Graph) -> Signal:
     span = tuple(
         (n - 1) * s + d * (k - 1) + 1 for n, s, d, k in zip((h, w), stride, dilation, kernel, strict=True)
     )
+    # outside the map the nearest switch: harmless, the signal there is zero
     offsets = gather_windows(switches, signal.images, origin, (h, w), zero_outside=False).int()
     starts = (
         torch.arange(h, device=device, dtype=torch.int32)[:, None] * (stride[0] * span[1])
